@@ -1,0 +1,126 @@
+"""The ``freepgt`` command line.
+
+Exit status: 0 success, 2 a bad script or bad arguments, 3 the model hit a
+kernel BUG (or a failed invariant under ``--check``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import resources
+
+from .arch import PRESETS, get_arch
+from .eras import DEFAULT_ERA, era_names, get_era
+from .ops.output import render_table, to_json_line
+from .ops.run import ScriptRunError, run_ops
+from .ops.script import ScriptError, load_script, parse_script
+
+DEMO_SCRIPT = "seed-demo.ops"
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--era", default=DEFAULT_ERA, choices=era_names(),
+                   help=f"kernel era to model (default {DEFAULT_ERA})")
+    p.add_argument("--arch", default="x86_64", choices=sorted(PRESETS),
+                   help="page-table geometry (default x86_64)")
+    p.add_argument("--format", default="table", choices=("table", "jsonl"),
+                   help="table for people, jsonl for machines (one JSON object per line)")
+    p.add_argument("--check", action="store_true",
+                   help="verify the model's invariants after every operation")
+
+
+def _run_script(ops, filename: str, args: argparse.Namespace, title: str | None) -> int:
+    out = sys.stdout
+    observations = []
+    try:
+        for obs in run_ops(ops, era=args.era, arch=args.arch, check=args.check, filename=filename):
+            if args.format == "jsonl":
+                out.write(to_json_line(obs) + "\n")
+            else:
+                observations.append(obs)
+    except ScriptRunError as e:
+        if observations:
+            print(render_table(observations, title), file=out)
+        print(f"freepgt: {e}", file=sys.stderr)
+        return 3
+    if args.format == "table":
+        print(render_table(observations, title), file=out)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        ops = load_script(args.script)
+    except ScriptError as e:
+        print(f"freepgt: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"freepgt: {args.script}: {e.strerror}", file=sys.stderr)
+        return 2
+    title = None if args.format == "jsonl" else f"{args.script} on {args.era}, {args.arch}"
+    return _run_script(ops, str(args.script), args, title)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    text = resources.files("freepgt").joinpath("data", DEMO_SCRIPT).read_text()
+    if args.show_script:
+        print(text)
+        return 0
+    ops = parse_script(text, DEMO_SCRIPT)
+    title = None if args.format == "jsonl" else (
+        f"{DEMO_SCRIPT} (built-in) on {args.era}, {args.arch}: "
+        "pgtables and rss in bytes; `freepgt demo --show-script` prints the script")
+    return _run_script(ops, DEMO_SCRIPT, args, title)
+
+
+def cmd_arch(args: argparse.Namespace) -> int:
+    for name in sorted(PRESETS):
+        g = get_arch(name)
+        print(f"{name}: {g.description}")
+        print(f"  {g.word_bits}-bit, {len(g.real_levels)} levels, page {g.page_size} B, "
+              f"TASK_SIZE {g.task_size:#x}, FIRST_USER_ADDRESS {g.first_user_address:#x}")
+        print(g.describe())
+    return 0
+
+
+def cmd_eras(args: argparse.Namespace) -> int:
+    for name in era_names():
+        mark = " (default)" if name == DEFAULT_ERA else ""
+        print(f"{name}{mark}: {get_era(name).description}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="freepgt",
+        description="An executable model of Linux page-table lifetime (free_pgtables, floor and ceiling).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run an ops script on the model")
+    p.add_argument("script", help="the ops script (see the ops format)")
+    _add_model_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("demo", help="run the built-in example script and show its observations")
+    _add_model_options(p)
+    p.add_argument("--show-script", action="store_true", help="print the built-in script instead")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("arch", help="list the architecture presets and their geometry")
+    p.set_defaults(func=cmd_arch)
+
+    p = sub.add_parser("eras", help="list the kernel eras")
+    p.set_defaults(func=cmd_eras)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,105 @@
+"""What every era shares, and the hooks an era module overrides.
+
+An era bundles what differs between kernels: how page tables are freed on
+munmap and at exit, what is counted as VmPTE, whether empty PTE tables are
+reclaimed on ``MADV_DONTNEED``, which vmas fork copies page tables for, and
+what mremap can move whole.  The syscall layer asks the era; adding an era
+is adding one module.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import KernelBug
+from ..mm.memory import free_pgtables
+
+if TYPE_CHECKING:
+    from ..arch import Geometry
+    from ..mm.core import MM
+    from ..tlb import MmuGather
+    from ..vma import Vma
+
+
+class Era:
+    """Base era: the seed's vma-list freeing, shared by 2.6.12 and later."""
+
+    name = "base"
+    description = ""
+    #: ``FREE_PTE_NR`` / the gather's batch: entries queued before a forced flush
+    gather_batch = 506
+    #: CONFIG_PT_RECLAIM: MADV_DONTNEED frees fully zapped PTE tables
+    pt_reclaim = False
+    #: read faults on file/shmem map cached neighbours (``do_fault_around``)
+    fault_around = False
+    #: mremap moves whole PMD/PUD-level tables when aligned (HAVE_MOVE_PMD/PUD)
+    mremap_moves_tables = False
+    #: mremap realigns an unaligned move to move the first PTE table whole
+    mremap_realign = False
+    #: MREMAP_DONTUNMAP exists
+    mremap_dontunmap = False
+    #: a vma grown in place by mremap merges with the next one it now touches
+    mremap_expand_merges = False
+    #: mremap(fixed) with OLDLEN == NEWLEN may span several vmas
+    mremap_multi_vma = False
+    #: the levels whose tables VmPTE counts
+    vmpte_levels: tuple[str, ...] = ("pte",)
+
+    # --- counting ------------------------------------------------------------
+    def vmpte_bytes(self, mm: "MM") -> int:
+        """VmPTE in bytes: the counted levels' tables (stranded ones included)."""
+        g = mm.geom
+        total = 0
+        for name in self.vmpte_levels:
+            lv = g.level(name)
+            if lv.folded or lv.preallocated:
+                continue
+            total += mm.nr_tables.get(name, 0) * lv.table_bytes
+        return total
+
+    def fault_around_pages(self, geom: "Geometry") -> int:
+        """``fault_around_bytes`` (64 KiB) in pages."""
+        return max(1, 65536 >> geom.page_shift)
+
+    # --- freeing ---------------------------------------------------------------
+    def unmap_region_free(self, mm: "MM", tlb: "MmuGather", vmas: list["Vma"],
+                          prev: "Vma | None", nxt: "Vma | None", start: int, end: int) -> None:
+        """Free the tables of removed ``vmas`` after their ptes were zapped.
+
+        The seed's ``unmap_region``: ``free_pgtables`` with floor = end of the
+        vma below (or FIRST_USER_ADDRESS) and ceiling = start of the vma above
+        (or USER_PGTABLES_CEILING).
+        """
+        g = mm.geom
+        floor = prev.vm_end if prev is not None else g.first_user_address
+        ceiling = nxt.vm_start if nxt is not None else g.user_pgtables_ceiling
+        free_pgtables(mm, tlb, vmas, floor, ceiling)
+
+    def exit_free(self, mm: "MM", tlb: "MmuGather", vmas: list["Vma"]) -> None:
+        """``exit_mmap``'s table teardown: free_pgtables over the whole vma list."""
+        g = mm.geom
+        free_pgtables(mm, tlb, vmas, g.first_user_address, g.user_pgtables_ceiling)
+
+    def mmap_driver_failed(self, mm: "MM", vma: "Vma", prev: "Vma | None", nxt: "Vma | None") -> None:
+        """Undo a failed driver mmap: the seed sends it through ``unmap_region``."""
+        from ..mm.mmap import unmap_region
+
+        unmap_region(mm, [vma], prev, nxt, vma.vm_start, vma.vm_end)
+
+    def after_free_pgd_range(self, mm: "MM", tlb: "MmuGather", start: int, end: int) -> None:
+        """Arch hook at the end of free_pgd_range (``flush_tlb_pgtables`` in 2.6.12)."""
+
+    # --- fork ---------------------------------------------------------------------
+    def fork_copies(self, vma: "Vma") -> bool:
+        """Does ``dup_mmap`` call ``copy_page_range`` for this vma?"""
+        return True
+
+    # --- exit ---------------------------------------------------------------------
+    def exit_check(self, mm: "MM") -> None:
+        """The checks that follow exit_mmap; raise KernelBug when one fires."""
+        allowed = (mm.geom.first_user_address + mm.geom.PMD_SIZE - 1) >> mm.geom.PMD_SHIFT
+        if mm.nr_ptes > allowed:
+            raise KernelBug(
+                "BUG_ON(mm->nr_ptes > (FIRST_USER_ADDRESS+PMD_SIZE-1)>>PMD_SHIFT)",
+                f"nr_ptes is {mm.nr_ptes} after exit_mmap, at most {allowed} allowed",
+            )

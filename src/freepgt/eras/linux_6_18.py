@@ -1,0 +1,49 @@
+"""Linux 6.18: what this machine runs (x86_64, 4-level at runtime).
+
+* ``pgtables_bytes`` (VmPTE) counts PUD, PMD and PTE tables; P4D and the pgd
+  are not counted.
+* ``CONFIG_PT_RECLAIM``: ``MADV_DONTNEED`` frees a PTE table whose whole
+  span it zapped within one vma (6.14, "mm: pgtable: reclaim empty PTE page
+  in madvise(MADV_DONTNEED)").
+* fork copies page tables only for vmas with an anon_vma (or pfn maps):
+  ``vma_needs_copy``.
+* mremap moves whole PMD and PUD tables when both ends are aligned
+  (HAVE_MOVE_PMD / HAVE_MOVE_PUD), realigns unaligned moves
+  (``try_realign_addr``), supports MREMAP_DONTUNMAP and multi-vma moves.
+* fault-around maps cached pages in a 64 KiB window on read faults.
+* Leftover page tables at exit are reported by ``check_mm`` ("non-zero
+  pgtables_bytes on freeing mm"), a warning, not a BUG.
+"""
+
+from __future__ import annotations
+
+from ..errors import KernelBug
+from ..vma import VM_PFNMAP
+from .base import Era
+
+
+class Linux618(Era):
+    name = "linux-6.18"
+    description = "6.18: this machine's kernel (PT_RECLAIM, anon_vma fork rule, PMD/PUD mremap moves)"
+    # MAX_GATHER_BATCH (510 on 4 KiB pages) x MAX_GATHER_BATCH_COUNT (19)
+    gather_batch = 510 * 19
+    pt_reclaim = True
+    fault_around = True
+    mremap_moves_tables = True
+    mremap_realign = True
+    mremap_dontunmap = True
+    mremap_multi_vma = True
+    mremap_expand_merges = True
+    vmpte_levels = ("pud", "pmd", "pte")
+
+    def fork_copies(self, vma) -> bool:
+        return vma.anon_vma is not None or bool(vma.vm_flags & VM_PFNMAP)
+
+    def exit_check(self, mm) -> None:
+        left = self.vmpte_bytes(mm)
+        if left:
+            mm.warnings.append(f"BUG: non-zero pgtables_bytes on freeing mm: {left}")
+            raise KernelBug("check_mm: non-zero pgtables_bytes on freeing mm", f"{left} bytes left")
+
+
+ERA = Linux618()

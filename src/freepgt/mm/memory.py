@@ -1,0 +1,457 @@
+"""Faults, zapping and page-table freeing: the model's ``mm/memory.c``.
+
+``free_pgtables`` and ``free_pgd_range`` are the seed patch's code in its
+final 2.6.12 form (the same arithmetic survives in 6.x with a p4d level).
+The kernel writes one loop per level because C has a type per level; here
+the loop is written once and runs over the geometry's real levels, so a
+folded level costs nothing and frees nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import BusError, SegmentationFault
+from ..pagetable import PTE_ANON, PTE_FILE, PTE_PFN, PTE_ZERO
+from ..tlb import MmuGather
+from ..vma import (
+    VM_ACCOUNT, VM_EXEC, VM_MAYSHARE, VM_PFNMAP, VM_READ, VM_RWX, VM_SHARED, VM_WRITE, AnonVma, Vma,
+)
+
+if TYPE_CHECKING:
+    from .core import MM
+
+
+# ---------------------------------------------------------------------------
+# Counting what a walk reads
+# ---------------------------------------------------------------------------
+
+def count_entries(mm: "MM", start: int, end: int, levels: tuple[str, ...]) -> None:
+    """Add to ``mm.entries_examined`` the entries a walk of [start, end) reads.
+
+    A walk reads, at each level named in ``levels``, every entry in the range
+    inside tables that are present (the pgd is always present).
+    """
+    if start == end:
+        return
+    g = mm.geom
+    pt = mm.pt
+    last = (end - 1) & g.mask
+    ex = mm.entries_examined
+    for lv in g.real_levels:
+        if lv.name not in levels:
+            continue
+        es = lv.shift
+        if lv.name == "pgd":
+            ex["pgd"] = ex.get("pgd", 0) + (last >> es) - (start >> es) + 1
+            continue
+        ts = pt.shifts[lv.name]
+        n = 0
+        for a, b, _ in pt.tables[lv.name].runs(start >> ts, (last >> ts) + 1):
+            lo = max(start, a << ts)
+            hi_last = min(last, (b << ts) - 1)
+            n += (hi_last >> es) - (lo >> es) + 1
+        if n:
+            ex[lv.name] = ex.get(lv.name, 0) + n
+
+
+# ---------------------------------------------------------------------------
+# free_pgtables and free_pgd_range (seed patch, final 2.6.12 form)
+# ---------------------------------------------------------------------------
+
+def _may_free(g, addr: int, end: int, floor: int, ceiling: int, span: int) -> bool:
+    """The floor/ceiling test ending ``free_p?d_range``: may the table above go?
+
+    ``addr``/``end`` are the part of the range walked in this table, ``span``
+    the table's span.  Floor and end are never rounded up; addr and ceiling
+    are rounded down, and a ceiling that rounds to 0 is the bottom, not the
+    top (the kernel's comment: compare with -1 and reject a rounded 0).
+    """
+    m = g.mask
+    start = addr & ~(span - 1)
+    if start < floor:
+        return False
+    if ceiling:
+        ceiling &= ~(span - 1)
+        if not ceiling:
+            return False
+    if ((end - 1) & m) > ((ceiling - 1) & m):
+        return False
+    return True
+
+
+def free_pgd_range(mm: "MM", tlb: MmuGather, addr: int, end: int, floor: int, ceiling: int) -> None:
+    """``free_pgd_range``: free the tables under [addr, end) that only it uses.
+
+    ``floor`` is the end of the surviving vma below (or FIRST_USER_ADDRESS),
+    ``ceiling`` the start of the surviving vma above (0: the top).  Every PTE
+    table the PMD-trimmed range meets is freed; a higher table only if its
+    whole span lies between floor and ceiling.
+    """
+    g = mm.geom
+    m = g.mask
+    pmd_size = g.PMD_SIZE
+    mm.stats["free_pgd_range_calls"] += 1
+
+    addr &= ~(pmd_size - 1)
+    if addr < floor:
+        addr = (addr + pmd_size) & m
+        if not addr:
+            return
+    if ceiling:
+        ceiling &= ~(pmd_size - 1)
+        if not ceiling:
+            return
+    if ((end - 1) & m) > ((ceiling - 1) & m):
+        end = (end - pmd_size) & m
+    if addr > ((end - 1) & m):
+        return
+
+    count_entries(mm, addr, end, tuple(lv.name for lv in g.real_levels if lv.name != "pte"))
+    pt = mm.pt
+    last = (end - 1) & m
+    freed_upper: list[tuple[str, int, int]] = []
+    # bottom-up, as the recursion returns: PTE tables first, then each level above
+    for name in reversed(pt.levels):
+        shift = pt.shifts[name]
+        lo, hi = addr >> shift, (last >> shift) + 1
+        if name == "pte":
+            # free_pte_range is unconditional for every present pmd entry walked
+            n = pt.remove_tables("pte", lo, hi)
+            if n:
+                mm.free_tables(tlb, "pte", n, lo << shift, hi << shift)
+            continue
+        if name in pt.prealloc:
+            continue
+        span = 1 << shift
+        for a, b, _ in list(pt.tables[name].runs(lo, hi)):
+            for idx in range(a, b):
+                t_start = idx << shift
+                chunk_addr = max(addr, t_start)
+                chunk_end = (t_start + span) & m if idx < hi - 1 else end
+                if _may_free(g, chunk_addr, chunk_end, floor, ceiling, span):
+                    pt.remove_tables(name, idx, idx + 1)
+                    mm.free_tables(tlb, name, 1, t_start, t_start + span)
+                    freed_upper.append((name, idx, idx + 1))
+    for name, lo, hi in freed_upper:
+        for lower, n in pt.strand_below(name, lo, hi).items():
+            mm.stranded[lower] = mm.stranded.get(lower, 0) + n
+    mm.era.after_free_pgd_range(mm, tlb, addr, end)
+
+
+def free_pgtables(mm: "MM", tlb: MmuGather, vmas: list[Vma], floor: int, ceiling: int) -> None:
+    """``free_pgtables``: free the tables of the removed ``vmas`` (address order).
+
+    Neighbouring vmas no more than PMD_SIZE apart are gathered into one
+    ``free_pgd_range`` call; an intermediate group's ceiling is the start of
+    the next group (also going away), the floor stays the surviving one.
+    """
+    g = mm.geom
+    m = g.mask
+    pmd_size = g.PMD_SIZE
+    n = len(vmas)
+    i = 0
+    while i < n:
+        addr = vmas[i].vm_start
+        j = i
+        while j + 1 < n and vmas[j + 1].vm_start <= ((vmas[j].vm_end + pmd_size) & m):
+            j += 1
+        nxt = vmas[j + 1] if j + 1 < n else None
+        free_pgd_range(mm, tlb, addr, vmas[j].vm_end, floor, nxt.vm_start if nxt else ceiling)
+        i = j + 1
+
+
+# ---------------------------------------------------------------------------
+# Zapping
+# ---------------------------------------------------------------------------
+
+def zap_range(mm: "MM", tlb: MmuGather, vma: Vma, start: int, end: int) -> None:
+    """``unmap_page_range`` over [start, end) of one vma: clear ptes, free no table."""
+    if start >= end:
+        return
+    count_entries(mm, start, end, tuple(lv.name for lv in mm.geom.real_levels))
+    removed = mm.pt.zap(start, end)
+    if not removed:
+        return
+    npages = 0
+    freed = 0
+    for a, b, state in removed:
+        npages += b - a
+        if state == PTE_ANON:
+            freed += b - a
+    ps = mm.geom.page_shift
+    tlb.remove_pages(npages, removed[0][0] << ps, removed[-1][1] << ps, freed)
+
+
+def unmap_vmas(mm: "MM", tlb: MmuGather, vmas: list[Vma], start: int, end: int) -> int:
+    """``unmap_vmas``: zap every vma's part of [start, end); return pages accounted."""
+    nr_accounted = 0
+    for vma in vmas:
+        s = max(vma.vm_start, start)
+        e = min(vma.vm_end, end)
+        if s >= e:
+            continue
+        if vma.vm_flags & VM_ACCOUNT:
+            nr_accounted += (e - s) >> mm.geom.page_shift
+        zap_range(mm, tlb, vma, s, e)
+    return nr_accounted
+
+
+def reclaim_pt(mm: "MM", tlb: MmuGather, start: int, end: int) -> None:
+    """``CONFIG_PT_RECLAIM``: free PTE tables whose whole span was zapped.
+
+    Called per vma by ``madvise(MADV_DONTNEED)`` in eras that have it; PMD and
+    PUD tables are never reclaimed this way.
+    """
+    g = mm.geom
+    pmd = g.PMD_SIZE
+    lo = (start + pmd - 1) & ~(pmd - 1)
+    hi = end & ~(pmd - 1)
+    if hi <= lo:
+        return
+    shift = mm.pt.shifts["pte"]
+    n = mm.pt.remove_tables("pte", lo >> shift, hi >> shift)
+    if n:
+        mm.free_tables(tlb, "pte", n, lo, hi)
+
+
+# ---------------------------------------------------------------------------
+# Faults
+# ---------------------------------------------------------------------------
+
+def access_permitted(mm: "MM", vma: Vma, write: bool) -> bool:
+    """Does the vma allow this access (``access_error`` inverted)?"""
+    f = vma.vm_flags
+    if write:
+        return bool(f & VM_WRITE)
+    if f & VM_READ:
+        return True
+    g = mm.geom
+    if g.write_implies_read and f & VM_WRITE:
+        return True
+    if g.exec_implies_read and f & VM_EXEC:
+        return True
+    return False
+
+
+def anon_vma_prepare(mm: "MM", vma: Vma) -> None:
+    """``anon_vma_prepare``: give the vma an anon_vma, reusing a neighbour's if allowed.
+
+    ``find_mergeable_anon_vma`` looks at the next vma first, then the
+    previous one: same object, flags differing only in r/w/x, contiguous
+    pgoff, and an anon_vma of its own.
+    """
+    if vma.anon_vma is not None:
+        return
+    ps = mm.geom.page_shift
+    try:
+        nxt = mm.vmas.next(vma)
+        prv = mm.vmas.prev(vma)
+    except KeyError:  # not linked (yet): nothing to reuse
+        nxt = prv = None
+
+    def compatible(a: Vma, b: Vma) -> bool:
+        return (
+            a.vm_end == b.vm_start
+            and a.vm_file is b.vm_file
+            and (a.vm_flags & ~VM_RWX) == (b.vm_flags & ~VM_RWX)
+            and a.vm_pgoff + ((a.vm_end - a.vm_start) >> ps) == b.vm_pgoff
+        )
+
+    if nxt is not None and nxt.anon_vma is not None and compatible(vma, nxt):
+        vma.anon_vma = nxt.anon_vma
+    elif prv is not None and prv.anon_vma is not None and compatible(prv, vma):
+        vma.anon_vma = prv.anon_vma
+    else:
+        vma.anon_vma = AnonVma()
+
+
+def _fault_tables(mm: "MM", start: int, end: int) -> None:
+    mm.alloc_tables(start, end, "pte")
+
+
+def handle_range_fault(mm: "MM", vma: Vma, start: int, end: int, write: bool) -> None:
+    """Access every page of [start, end) inside ``vma`` in order, faulting as Linux would.
+
+    Raises BusError at the first page past the object's end.  Permissions
+    must have been checked by the caller.
+    """
+    if vma.vm_flags & VM_PFNMAP:
+        _pfn_fault(mm, vma, start, end)
+        return
+    if vma.vm_file is None:
+        _anon_fault(mm, vma, start, end, write)
+        return
+    _file_fault(mm, vma, start, end, write)
+
+
+def _pfn_fault(mm: "MM", vma: Vma, start: int, end: int) -> None:
+    ps = mm.geom.page_shift
+    for a, b in mm.pt.ptes.gaps(start >> ps, end >> ps):
+        # a pfn mapping has no fault handler: a missing pte is SIGBUS
+        raise BusError(a << ps, "no page in a pfn mapping")
+
+
+def _anon_fault(mm: "MM", vma: Vma, start: int, end: int, write: bool) -> None:
+    """``do_anonymous_page`` / ``do_wp_page`` for a private anonymous range."""
+    ps = mm.geom.page_shift
+    pt = mm.pt
+    p0, p1 = start >> ps, end >> ps
+    if not write:
+        holes = list(pt.ptes.gaps(p0, p1))
+        for a, b in holes:
+            _fault_tables(mm, a << ps, b << ps)
+            pt.map_pages(a, b, PTE_ZERO)
+        return
+    todo = list(pt.ptes.gaps(p0, p1)) + [
+        (a, b) for a, b, v in pt.ptes.runs(p0, p1) if v == PTE_ZERO
+    ]
+    if not todo:
+        return
+    anon_vma_prepare(mm, vma)
+    for a, b in todo:
+        _fault_tables(mm, a << ps, b << ps)
+        pt.map_pages(a, b, PTE_ANON)
+
+
+def _file_fault(mm: "MM", vma: Vma, start: int, end: int, write: bool) -> None:
+    """``do_read_fault`` / ``do_cow_fault`` / ``do_shared_fault`` over a range."""
+    g = mm.geom
+    ps = g.page_shift
+    pt = mm.pt
+    obj = vma.vm_file
+    shared = bool(vma.vm_flags & VM_SHARED) or bool(vma.vm_flags & VM_MAYSHARE)
+    vstart = vma.vm_start >> ps
+    # first page (absolute page number) at or past EOF within this vma
+    eof_page = vstart + (obj.npages - vma.vm_pgoff)
+    p0, p1 = start >> ps, end >> ps
+
+    def file_index(page: int) -> int:
+        return vma.vm_pgoff + (page - vstart)
+
+    if write:
+        stop = min(p1, max(eof_page, p0))
+        if shared:
+            todo = list(pt.ptes.gaps(p0, stop))
+            state = PTE_FILE
+        else:
+            todo = list(pt.ptes.gaps(p0, stop)) + [
+                (a, b) for a, b, v in pt.ptes.runs(p0, stop) if v != PTE_ANON
+            ]
+            state = PTE_ANON
+            if todo or stop < p1:
+                # do_cow_fault prepares the anon_vma before asking the file
+                anon_vma_prepare(mm, vma)
+        for a, b in todo:
+            _fault_tables(mm, a << ps, b << ps)
+            pt.map_pages(a, b, state)
+            obj.cache.set(file_index(a), file_index(b))
+        if stop < p1:
+            if stop in pt.ptes:
+                # a page past EOF that is mapped (the file shrank): nothing to model
+                return
+            mm.alloc_tables(stop << ps, (stop + 1) << ps, "pmd")
+            raise BusError(stop << ps, "write past the end of the file")
+        return
+
+    # read: every absent page faults, in order, with fault-around
+    fa = mm.era.fault_around_pages(g) if mm.era.fault_around else 0
+    ptrs = g.level("pte").ptrs
+    vend = vma.vm_end >> ps
+
+    def cached_unmapped(lo: int, hi: int) -> list[int]:
+        """Pages in [lo, hi) of the vma, below EOF, cached and not mapped."""
+        lo = max(lo, vstart)
+        hi = min(hi, vend, eof_page)
+        out = []
+        if lo >= hi:
+            return out
+        for a, b, _ in obj.cache.runs(file_index(lo), file_index(hi)):
+            pa, pb = a - vma.vm_pgoff + vstart, b - vma.vm_pgoff + vstart
+            for q0, q1 in pt.ptes.gaps(pa, pb):
+                out.extend(range(q0, q1))
+        return out
+
+    def fault_one(page: int) -> None:
+        if fa > 1:
+            i = page & (ptrs - 1)
+            v = page - vstart
+            frm = max(i & ~(fa - 1), i - min(i, v))
+            to = min(frm + fa, ptrs, i + (vend - page))
+            base = page - i
+            for q in cached_unmapped(base + frm, base + to):
+                _fault_tables(mm, q << ps, (q + 1) << ps)
+                pt.map_pages(q, q + 1, PTE_FILE)
+        if page >= eof_page:
+            mm.alloc_tables(page << ps, (page + 1) << ps, "pmd")
+            raise BusError(page << ps, "read past the end of the file")
+        if page not in pt.ptes:
+            _fault_tables(mm, page << ps, (page + 1) << ps)
+            pt.map_pages(page, page + 1, PTE_FILE)
+            obj.cache.set(file_index(page), file_index(page) + 1)
+
+    pending = cached_unmapped(p0 - fa, p1 + fa) if fa > 1 else []
+    k = 0
+    cur = p0
+    while cur < p1:
+        while k < len(pending) and pending[k] in pt.ptes:
+            k += 1
+        nextc = pending[k] if k < len(pending) else None
+        # pages whose window cannot reach a cached-unmapped page fault alone
+        bulk_end = p1 if nextc is None else min(p1, max(cur, nextc - fa))
+        bulk_end_ok = min(bulk_end, max(eof_page, cur))
+        if bulk_end_ok > cur:
+            for a, b in list(pt.ptes.gaps(cur, bulk_end_ok)):
+                _fault_tables(mm, a << ps, b << ps)
+                pt.map_pages(a, b, PTE_FILE)
+                obj.cache.set(file_index(a), file_index(b))
+            cur = bulk_end_ok
+            continue
+        # near a cached page (or at EOF): one page at a time
+        stop = p1 if nextc is None else min(p1, nextc + fa + 1)
+        while cur < stop:
+            if cur not in pt.ptes:
+                fault_one(cur)
+            cur += 1
+        if nextc is not None and cur >= nextc:
+            k += 1
+
+
+def populate_range(mm: "MM", vma: Vma, start: int, end: int) -> None:
+    """``populate_vma_page_range``: fault in [start, end) as MAP_POPULATE does.
+
+    Private writable mappings are written (FOLL_WRITE); everything else is
+    read.  A fault that fails (past EOF) ends the populate without error.
+    """
+    f = vma.vm_flags
+    if not f & (VM_READ | VM_WRITE | VM_EXEC):
+        return
+    write = (f & (VM_WRITE | VM_SHARED)) == VM_WRITE
+    try:
+        handle_range_fault(mm, vma, start, end, write)
+    except BusError:
+        pass
+
+
+def touch(mm: "MM", addr: int, length: int, write: bool) -> None:
+    """Access ``addr`` and the start of every following page of [addr, addr+length).
+
+    Raises SegmentationFault or BusError at the first page that fails;
+    the pages before it were accessed.
+    """
+    if length <= 0:
+        return
+    g = mm.geom
+    ps = g.page_shift
+    page = addr >> ps
+    last = (addr + length - 1) >> ps
+    while page <= last:
+        a = page << ps
+        vma = mm.vmas.find_vma(a)
+        if vma is None or vma.vm_start > a:
+            raise SegmentationFault(a, "no vma")
+        if not access_permitted(mm, vma, write):
+            raise SegmentationFault(a, f"{'write' if write else 'read'} not allowed by {vma.perms}")
+        seg_end = min((last + 1) << ps, vma.vm_end)
+        handle_range_fault(mm, vma, a, seg_end, write)
+        page = seg_end >> ps

@@ -1,0 +1,231 @@
+"""mmap, munmap, brk and the shared unmap path: the model's ``mm/mmap.c`` and ``mm/vma.c``."""
+
+from __future__ import annotations
+
+import errno
+from typing import TYPE_CHECKING
+
+from ..errors import syscall_error
+from ..pagetable import PTE_PFN
+from ..vma import (
+    VM_ACCOUNT, VM_DONTEXPAND, VM_IO, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE,
+    VM_NORESERVE, VM_PFNMAP, VM_SHARED, VM_WRITE, Device, MappedObject, Shmem, Vma,
+    prot_to_flags,
+)
+from .memory import populate_range, unmap_vmas
+
+if TYPE_CHECKING:
+    from .core import MM
+
+MAP_FLAGS = frozenset({"private", "shared", "anon", "fixed", "fixed_noreplace", "noreserve", "populate"})
+
+
+def page_align(mm: "MM", x: int) -> int:
+    ps = mm.geom.page_size
+    return (x + ps - 1) & ~(ps - 1)
+
+
+def unmap_region(mm: "MM", vmas: list[Vma], prev: Vma | None, nxt: Vma | None,
+                 start: int, end: int) -> None:
+    """``unmap_region``: zap the ptes of ``vmas`` in [start, end), then free their tables.
+
+    ``prev``/``nxt`` are the surviving neighbours: they give the floor and
+    ceiling beyond which no table may be freed.
+    """
+    tlb = mm.tlb_gather_mmu(fullmm=False)
+    nr_accounted = unmap_vmas(mm, tlb, vmas, start, end)
+    mm.committed -= nr_accounted
+    mm.era.unmap_region_free(mm, tlb, vmas, prev, nxt, start, end)
+    tlb.finish()
+
+
+def split_for_range(mm: "MM", start: int, end: int) -> list[Vma]:
+    """Split vmas so that [start, end) is covered by whole vmas; return them.
+
+    Checks ``max_map_count`` first, so a refused split changes nothing.
+    """
+    vmas = mm.vmas.overlapping(start, end)
+    if not vmas:
+        return []
+    extra = 0
+    if vmas[0].vm_start < start:
+        extra += 1
+    if vmas[-1].vm_end > end:
+        extra += 1
+    if extra == 2 and len(vmas) == 1 and mm.map_count >= mm.max_map_count:
+        raise syscall_error(errno.ENOMEM, "munmap: splitting would pass max_map_count")
+    if vmas[0].vm_start < start:
+        upper = mm.split_vma(vmas[0], start)
+        vmas[0] = upper
+    if vmas[-1].vm_end > end:
+        mm.split_vma(vmas[-1], end)
+    return vmas
+
+
+def do_vmi_munmap(mm: "MM", start: int, end: int) -> None:
+    """Remove every vma piece in [start, end) and free what only they used."""
+    vmas = split_for_range(mm, start, end)
+    if not vmas:
+        return
+    prev = mm.vmas.prev(vmas[0])
+    nxt = mm.vmas.next(vmas[-1])
+    for v in vmas:
+        mm.vmas.remove(v)
+    unmap_region(mm, vmas, prev, nxt, start, end)
+
+
+def do_munmap(mm: "MM", start: int, length: int) -> None:
+    """``munmap(2)``: EINVAL for an unaligned start or empty length, 0 over nothing."""
+    g = mm.geom
+    if start & (g.page_size - 1) or start > g.task_size or length > g.task_size - start:
+        raise syscall_error(errno.EINVAL, f"munmap({start:#x}, {length:#x})")
+    length = page_align(mm, length)
+    if length == 0:
+        raise syscall_error(errno.EINVAL, f"munmap({start:#x}, 0)")
+    do_vmi_munmap(mm, start, start + length)
+
+
+def get_unmapped_area(mm: "MM", addr: int, length: int, fixed: bool) -> int:
+    """``get_unmapped_area``: the hint if the whole range is free, else top-down placement."""
+    g = mm.geom
+    if length > g.task_size:
+        raise syscall_error(errno.ENOMEM, "mmap: length above TASK_SIZE")
+    if fixed:
+        if addr & (g.page_size - 1):
+            raise syscall_error(errno.EINVAL, f"mmap: fixed address {addr:#x} not page aligned")
+        if addr > g.task_size - length:
+            raise syscall_error(errno.ENOMEM, f"mmap: fixed range {addr:#x}+{length:#x} above TASK_SIZE")
+        return addr
+    if addr:
+        addr = addr & ~(g.page_size - 1)
+        if g.task_size - length >= addr and addr >= g.page_size * 16 and mm.vmas.is_free(addr, addr + length):
+            return addr
+    found = mm.vmas.gaps_top_down(max(g.page_size * 16, g.first_user_address), mm.mmap_base, length)
+    if found is None:
+        # arch_get_unmapped_area_topdown falls back to a bottom-up search
+        found = mm.vmas.gaps_top_down(mm.mmap_base, g.task_size, length)
+    if found is None:
+        raise syscall_error(errno.ENOMEM, "mmap: no room for the mapping")
+    return found
+
+
+def do_mmap(mm: "MM", addr: int, length: int, prot: str, flags: frozenset[str] | set[str],
+            file: MappedObject | None = None, offset: int = 0) -> int:
+    """``mmap(2)``: map and return the address, or raise OSError with Linux's errno.
+
+    ``flags`` holds the ops-format names: exactly one of ``private``/``shared``,
+    any of ``anon``, ``fixed``, ``fixed_noreplace``, ``noreserve``, ``populate``.
+    """
+    mm.check_alive()
+    g = mm.geom
+    flags = frozenset(flags)
+    unknown = flags - MAP_FLAGS
+    if unknown or ("private" in flags) == ("shared" in flags):
+        raise syscall_error(errno.EINVAL, f"mmap: bad flags {sorted(flags)}")
+    anon = "anon" in flags
+    if anon:
+        file = None
+        offset = 0
+    elif file is None:
+        raise syscall_error(errno.EBADF, "mmap: no file for a file mapping")
+    if len(prot) != 3 or any(c not in ok for c, ok in zip(prot, ("r-", "w-", "x-"))):
+        raise syscall_error(errno.EINVAL, f"mmap: bad prot {prot!r}")
+    if offset & (g.page_size - 1):
+        raise syscall_error(errno.EINVAL, f"mmap: offset {offset:#x} not page aligned")
+    if length == 0:
+        raise syscall_error(errno.EINVAL, "mmap: zero length")
+    length = page_align(mm, length)
+    if length == 0 or length > g.task_size:
+        raise syscall_error(errno.ENOMEM, "mmap: length too large")
+    pgoff = offset >> g.page_shift
+    if pgoff + (length >> g.page_shift) >= 1 << (g.word_bits - g.page_shift) and not anon:
+        raise syscall_error(errno.EOVERFLOW, "mmap: offset + length overflows")
+    if mm.map_count > mm.max_map_count:
+        raise syscall_error(errno.ENOMEM, "mmap: max_map_count reached")
+    fixed = "fixed" in flags or "fixed_noreplace" in flags
+    addr = get_unmapped_area(mm, addr, length, fixed)
+    end = addr + length
+    if "fixed_noreplace" in flags and not mm.vmas.is_free(addr, end):
+        raise syscall_error(errno.EEXIST, f"mmap: [{addr:#x}, {end:#x}) is already mapped")
+
+    vm_flags = prot_to_flags(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
+    shared = "shared" in flags
+    if shared:
+        vm_flags |= VM_SHARED | VM_MAYSHARE
+    if "noreserve" in flags:
+        vm_flags |= VM_NORESERVE
+    elif not shared and vm_flags & VM_WRITE:
+        vm_flags |= VM_ACCOUNT
+    if isinstance(file, Device):
+        vm_flags |= VM_IO | VM_PFNMAP | VM_DONTEXPAND
+    if anon and shared:
+        file = Shmem(length, g.page_size)
+        pgoff = 0
+    elif anon:
+        pgoff = addr >> g.page_shift
+
+    # a fixed mapping first unmaps what it replaces (MAP_FIXED semantics)
+    if not mm.vmas.is_free(addr, end):
+        do_vmi_munmap(mm, addr, end)
+
+    vma = Vma(addr, end, vm_flags, file, pgoff)
+    if vm_flags & VM_ACCOUNT:
+        mm.committed += length >> g.page_shift
+    if isinstance(file, Device):
+        mmap_device(mm, vma, file)
+        mm.vmas.insert(vma)
+    else:
+        vma = mm.insert_vma(vma)
+    if "populate" in flags:
+        populate_range(mm, vma, addr, end)
+    return addr
+
+
+def mmap_device(mm: "MM", vma: Vma, dev: Device) -> None:
+    """Call the device's mmap handler: fill ptes with pfns, then maybe fail.
+
+    On failure the handler's partial work is undone by ``unmap_region`` on
+    the unlinked vma, bounded by the real neighbours, exactly as the seed
+    changed ``do_mmap_pgoff``: the tables it allocated can be freed only
+    while this vma still spans them.
+    """
+    g = mm.geom
+    if dev.fill:
+        mm.alloc_tables(vma.vm_start, vma.vm_end)
+        mm.pt.map_pages(vma.vm_start >> g.page_shift, vma.vm_end >> g.page_shift, PTE_PFN)
+    if dev.fail is not None:
+        prev, nxt = mm.vmas.neighbours(vma.vm_start, vma.vm_end)
+        if vma.vm_flags & VM_ACCOUNT:
+            mm.committed -= vma.pages(g.page_shift)
+        mm.era.mmap_driver_failed(mm, vma, prev, nxt)
+        raise syscall_error(dev.fail, f"mmap: driver {dev.name} failed")
+
+
+def do_brk(mm: "MM", brk: int) -> int:
+    """``brk(2)``: move the program break; return the new break (the old one on failure)."""
+    mm.check_alive()
+    g = mm.geom
+    if brk < mm.start_brk:
+        return mm.brk
+    newbrk = page_align(mm, brk)
+    oldbrk = page_align(mm, mm.brk)
+    if oldbrk == newbrk:
+        mm.brk = brk
+        return brk
+    if brk <= mm.brk:
+        do_vmi_munmap(mm, newbrk, oldbrk)
+        mm.brk = brk
+        return brk
+    if newbrk > g.task_size:
+        return mm.brk
+    nxt = mm.vmas.find_vma(oldbrk)
+    if nxt is not None and newbrk + g.page_size > nxt.vm_start:
+        return mm.brk
+    if mm.map_count > mm.max_map_count:
+        return mm.brk
+    vm_flags = prot_to_flags("rw-") | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
+    vma = Vma(oldbrk, newbrk, vm_flags, None, oldbrk >> g.page_shift)
+    mm.committed += (newbrk - oldbrk) >> g.page_shift
+    mm.insert_vma(vma)
+    mm.brk = brk
+    return brk

@@ -1,0 +1,1 @@
+"""Ops scripts: parsing, running, output."""

@@ -1,0 +1,115 @@
+"""The mmu_gather: batching of freed pages and page tables, and TLB flushes.
+
+Models ``include/asm-generic/tlb.h``: pages and page tables handed to the
+gather are released only after a TLB flush; a flush happens when the batch
+fills (``tlb_flush_mmu``) and once more at ``tlb_finish_mmu`` if anything is
+pending.  The model does not keep the pages themselves, only how many went
+through the gather and which address range the pending flush covers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TlbStats:
+    """What mmu_gathers of one mm did, summed over its life."""
+
+    flushes: int = 0
+    #: Sum of the lengths of the flushed ranges (a full-mm flush counts as the
+    #: range that was unmapped under it).
+    flushed_bytes: int = 0
+    fullmm_flushes: int = 0
+    pages_freed: int = 0
+    tables_freed: dict[str, int] = field(default_factory=dict)
+    #: The last few flushed ranges, newest last, for reports.
+    recent_ranges: list[tuple[int, int]] = field(default_factory=list)
+
+    def copy(self) -> "TlbStats":
+        return TlbStats(
+            self.flushes, self.flushed_bytes, self.fullmm_flushes, self.pages_freed,
+            dict(self.tables_freed), list(self.recent_ranges),
+        )
+
+
+RECENT_RANGES = 16
+
+
+class MmuGather:
+    """One ``struct mmu_gather``: ``tlb_gather_mmu(mm, fullmm)`` creates it."""
+
+    __slots__ = ("stats", "fullmm", "batch_limit", "nr", "need_flush", "start", "end", "freed")
+
+    def __init__(self, stats: TlbStats, fullmm: bool, batch_limit: int) -> None:
+        self.stats = stats
+        self.fullmm = fullmm
+        self.batch_limit = batch_limit
+        self.nr = 0
+        self.need_flush = False
+        self.start: int | None = None
+        self.end = 0
+        #: pages unmapped through this gather (``tlb->freed`` in 2.6.12)
+        self.freed = 0
+
+    def _track(self, start: int, end: int) -> None:
+        if self.start is None or start < self.start:
+            self.start = start
+        if end > self.end:
+            self.end = end
+
+    def _queue(self, n: int) -> None:
+        """Add n entries to the batch, flushing each time it fills."""
+        self.need_flush = True
+        self.nr += n
+        while self.nr >= self.batch_limit:
+            self.nr -= self.batch_limit
+            self.flush_mmu()
+            if self.nr:
+                self.need_flush = True
+
+    def remove_pages(self, npages: int, start: int, end: int, freed_pages: int) -> None:
+        """``tlb_remove_page`` for the ptes cleared in [start, end).
+
+        ``npages`` ptes were cleared there; ``freed_pages`` of them pointed to
+        pages whose last mapping went (they ride in the batch).
+        """
+        if npages <= 0:
+            return
+        self._track(start, end)
+        self.freed += npages
+        self.stats.pages_freed += freed_pages
+        if freed_pages:
+            self._queue(freed_pages)
+        else:
+            self.need_flush = True
+
+    def free_tables(self, level: str, n: int, start: int, end: int) -> None:
+        """``p?d_free_tlb`` for n tables of ``level`` spanning [start, end)."""
+        if n <= 0:
+            return
+        self._track(start, end)
+        self.stats.tables_freed[level] = self.stats.tables_freed.get(level, 0) + n
+        self._queue(n)
+
+    def flush_mmu(self) -> None:
+        """``tlb_flush_mmu``: flush the TLB for the pending range, release the batch."""
+        if not self.need_flush:
+            return
+        self.need_flush = False
+        self.nr = 0
+        st = self.stats
+        st.flushes += 1
+        if self.fullmm:
+            st.fullmm_flushes += 1
+        if self.start is not None:
+            st.flushed_bytes += self.end - self.start
+            st.recent_ranges.append((self.start, self.end))
+            if len(st.recent_ranges) > RECENT_RANGES:
+                del st.recent_ranges[0]
+        self.start = None
+        self.end = 0
+
+    def finish(self) -> None:
+        """``tlb_finish_mmu``: the final flush."""
+        self.flush_mmu()
