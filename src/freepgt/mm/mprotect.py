@@ -21,15 +21,20 @@ def mprotect_fixup(mm: "MM", vma: Vma, start: int, end: int, newflags: int) -> V
     gives the charge back.
     """
     old = vma.vm_flags
+    charge = 0
     if newflags & VM_WRITE:
         if not old & (VM_ACCOUNT | VM_WRITE | VM_NORESERVE | VM_SHARED):
             newflags |= VM_ACCOUNT
-            mm.committed += (end - start) >> mm.geom.page_shift
+            charge = (end - start) >> mm.geom.page_shift
     elif old & VM_ACCOUNT and vma.is_anonymous and vma.anon_vma is None:
         newflags &= ~VM_ACCOUNT
-        mm.committed -= (end - start) >> mm.geom.page_shift
+        charge = -((end - start) >> mm.geom.page_shift)
     if newflags == old:
         return vma
+    if (vma.vm_start < start or vma.vm_end > end) and mm.map_count >= mm.max_map_count:
+        # split_vma refuses to add a vma at the limit
+        raise syscall_error(errno.ENOMEM, "mprotect: splitting would pass max_map_count")
+    mm.committed += charge
     if vma.vm_start < start:
         vma = mm.split_vma(vma, start)
     if vma.vm_end > end:
