@@ -70,7 +70,8 @@ def do_mprotect(mm: "MM", start: int, length: int, prot: str) -> None:
         pos = e
         if pos >= end:
             return
+        # the piece just changed may have merged with the vma above it
         nxt = mm.vmas.find_vma(pos)
-        if nxt is None or nxt.vm_start != pos:
+        if nxt is None or nxt.vm_start > pos:
             raise syscall_error(errno.ENOMEM, f"mprotect: hole at {pos:#x}")
         vma = nxt

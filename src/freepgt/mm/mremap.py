@@ -52,11 +52,11 @@ def do_mremap(mm: "MM", addr: int, old_len: int, new_len: int,
         target = new_addr or 0
         if target & (g.page_size - 1):
             raise syscall_error(errno.EINVAL, f"mremap: new address {target:#x} not page aligned")
-        if fixed:
-            if target > g.task_size - new_len:
-                raise syscall_error(errno.EINVAL, "mremap: new range above TASK_SIZE")
-            if target < addr + old_len and addr < target + new_len:
-                raise syscall_error(errno.EINVAL, "mremap: old and new ranges overlap")
+        # a dontunmap hint is checked like a fixed address (vrm_implies_new_addr)
+        if target > g.task_size - new_len:
+            raise syscall_error(errno.EINVAL, "mremap: new range above TASK_SIZE")
+        if target < addr + old_len and addr < target + new_len:
+            raise syscall_error(errno.EINVAL, "mremap: old and new ranges overlap")
     if mm.map_count + 2 >= mm.max_map_count - 3 and (fixed or dontunmap):
         raise syscall_error(errno.ENOMEM, "mremap: too close to max_map_count")
 
@@ -68,7 +68,8 @@ def do_mremap(mm: "MM", addr: int, old_len: int, new_len: int,
         raise syscall_error(errno.EFAULT, f"mremap: {addr:#x} is not mapped")
 
     if fixed or dontunmap:
-        _check_prep(mm, vma, addr, old_len, new_len, dontunmap)
+        # a move shrinks the source first, so only what moves must lie in the vma
+        _check_prep(mm, vma, addr, old_len, new_len, dontunmap, span=min(old_len, new_len))
         return _mremap_to(mm, addr, old_len, new_len, target, fixed, dontunmap)
     if old_len == new_len:
         return addr
@@ -97,13 +98,17 @@ def do_mremap(mm: "MM", addr: int, old_len: int, new_len: int,
     return _move_vma(mm, vma, addr, old_len, new_len, dest, dontunmap=False)
 
 
-def _check_prep(mm: "MM", vma: Vma, addr: int, old_len: int, new_len: int, dontunmap: bool) -> None:
-    """``check_prep_vma`` / ``vma_to_resize``: what the source vma must allow."""
+def _check_prep(mm: "MM", vma: Vma, addr: int, old_len: int, new_len: int, dontunmap: bool,
+                span: int | None = None) -> None:
+    """``check_prep_vma`` / ``vma_to_resize``: what the source vma must allow.
+
+    ``span`` is how much of the source must lie inside the vma (old_len by default).
+    """
     if old_len == 0 and not vma.vm_flags & (VM_SHARED | VM_MAYSHARE):
         raise syscall_error(errno.EINVAL, "mremap: old length 0 on a private mapping")
     if dontunmap and vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP):
         raise syscall_error(errno.EINVAL, "mremap: dontunmap on a pfn mapping")
-    if old_len > vma.vm_end - addr:
+    if (old_len if span is None else span) > vma.vm_end - addr:
         raise syscall_error(errno.EFAULT, "mremap: old range passes the end of the vma")
     if new_len != old_len and vma.vm_flags & (VM_DONTEXPAND | VM_PFNMAP):
         raise syscall_error(errno.EFAULT, "mremap: cannot resize a pfn mapping")
