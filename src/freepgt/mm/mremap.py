@@ -181,6 +181,11 @@ def _move_vma(mm: "MM", vma: Vma, old_addr: int, old_len: int, new_len: int, new
     moved_whole = old_len > 0
     mm.vmas.insert(new)
     new = mm.merge_with_neighbours(new)
+    if old_len and new.vm_start <= old_addr < new.vm_end:
+        # copy_vma merged with the source itself: only possible for an
+        # untouched anonymous vma whose pgoff was reset to the destination
+        vma = new
+        moved_whole = False
     if old_len:
         move_page_tables(mm, vma, old_addr, new, new_addr, min(old_len, new_len))
     if new_len > old_len and vma.vm_flags & VM_ACCOUNT:
@@ -190,8 +195,8 @@ def _move_vma(mm: "MM", vma: Vma, old_addr: int, old_len: int, new_len: int, new
     if dontunmap:
         if moved_whole:
             vma.anon_vma = None
-        # the emptied source may now merge with its neighbours
-        mm.merge_with_neighbours(vma)
+            # the emptied source may now merge with its neighbours
+            mm.merge_with_neighbours(vma)
         return new_addr
     do_vmi_munmap(mm, old_addr, old_addr + old_len)
     return new_addr
