@@ -30,6 +30,9 @@ class Era:
     gather_batch = 506
     #: CONFIG_PT_RECLAIM: MADV_DONTNEED frees fully zapped PTE tables
     pt_reclaim = False
+    #: MAP_FIXED_NOREPLACE is known (4.17); older kernels ignore the bit,
+    #: which makes the address a plain hint
+    map_fixed_noreplace = False
     #: read faults on file/shmem map cached neighbours (``do_fault_around``)
     fault_around = False
     #: mremap moves whole PMD/PUD-level tables when aligned (HAVE_MOVE_PMD/PUD)
@@ -44,6 +47,10 @@ class Era:
     mremap_multi_vma = False
     #: the levels whose tables VmPTE counts
     vmpte_levels: tuple[str, ...] = ("pte",)
+
+    def reclaims_pt(self, geom: "Geometry") -> bool:
+        """Does MADV_DONTNEED free empty PTE tables on this architecture?"""
+        return self.pt_reclaim
 
     # --- counting ------------------------------------------------------------
     def vmpte_bytes(self, mm: "MM") -> int:

@@ -32,9 +32,15 @@ class Linux618(Era):
     mremap_moves_tables = True
     mremap_realign = True
     mremap_dontunmap = True
+    map_fixed_noreplace = True
     mremap_multi_vma = True
     mremap_expand_merges = True
     vmpte_levels = ("pud", "pmd", "pte")
+
+    def reclaims_pt(self, geom) -> bool:
+        # only x86_64 selects ARCH_SUPPORTS_PT_RECLAIM ("x86: select
+        # ARCH_SUPPORTS_PT_RECLAIM if X86_64")
+        return geom.name.startswith("x86_64")
 
     def fork_copies(self, vma) -> bool:
         return vma.anon_vma is not None or bool(vma.vm_flags & VM_PFNMAP)

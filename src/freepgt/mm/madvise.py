@@ -42,6 +42,7 @@ def do_madvise(mm: "MM", start: int, length: int, advice: str) -> None:
             raise syscall_error(errno.EINVAL, "madvise: dontneed on a pfn mapping")
     hole = False
     pos = start
+    reclaim = mm.era.reclaims_pt(g)
     tlb = mm.tlb_gather_mmu(fullmm=False)
     for vma in vmas:
         if vma.vm_start > pos:
@@ -49,7 +50,7 @@ def do_madvise(mm: "MM", start: int, length: int, advice: str) -> None:
         s = max(start, vma.vm_start)
         e = min(end, vma.vm_end)
         zap_range(mm, tlb, vma, s, e)
-        if mm.era.pt_reclaim:
+        if reclaim:
             reclaim_pt(mm, tlb, s, e)
         pos = e
     if pos < end:

@@ -122,6 +122,8 @@ def do_mmap(mm: "MM", addr: int, length: int, prot: str, flags: frozenset[str] |
     unknown = flags - MAP_FLAGS
     if unknown or ("private" in flags) == ("shared" in flags):
         raise syscall_error(errno.EINVAL, f"mmap: bad flags {sorted(flags)}")
+    if "fixed_noreplace" in flags and not mm.era.map_fixed_noreplace:
+        flags = flags - {"fixed_noreplace"}
     anon = "anon" in flags
     if anon:
         file = None
