@@ -84,6 +84,8 @@ class Geometry:
                 )
         if not 2 <= len(real) <= 5:
             raise ValueError(f"{self.name}: 2 to 5 real levels, got {len(real)}")
+        # derived once: the walks ask for these on every call
+        object.__setattr__(self, "_real", tuple(real))
 
     # --- sizes with the kernel's names -----------------------------------
     def level(self, name: str) -> Level:
@@ -133,12 +135,12 @@ class Geometry:
     @property
     def real_levels(self) -> tuple[Level, ...]:
         """The levels that have tables of their own, top first."""
-        return tuple(lv for lv in self.levels if not lv.folded)
+        return self._real
 
     @property
     def table_levels(self) -> tuple[Level, ...]:
         """Real levels below the pgd: the tables that come and go."""
-        return self.real_levels[1:]
+        return self._real[1:]
 
     def table_span_shift(self, name: str) -> int:
         """log2 of the VA span of one table of level ``name`` (its parent entry's span)."""
