@@ -60,13 +60,14 @@ class MmuGather:
 
     def _queue(self, n: int) -> None:
         """Add n entries to the batch, flushing each time it fills."""
-        self.need_flush = True
-        self.nr += n
-        while self.nr >= self.batch_limit:
-            self.nr -= self.batch_limit
+        total = self.nr + n
+        while total >= self.batch_limit:
+            # the batch filled: tlb_flush_mmu, then go on queueing
+            total -= self.batch_limit
+            self.need_flush = True
             self.flush_mmu()
-            if self.nr:
-                self.need_flush = True
+        self.nr = total
+        self.need_flush = True
 
     def remove_pages(self, npages: int, start: int, end: int, freed_pages: int) -> None:
         """``tlb_remove_page`` for the ptes cleared in [start, end).

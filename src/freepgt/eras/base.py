@@ -48,6 +48,14 @@ class Era:
     #: the levels whose tables VmPTE counts
     vmpte_levels: tuple[str, ...] = ("pte",)
 
+    #: ``ZAP_BLOCK_SIZE`` in pages for eras whose unmap_vmas works in blocks
+    #: (None: no block-wise gather restarts)
+    zap_block_pages: int | None = None
+
+    def zap_block_bytes(self, geom: "Geometry") -> int:
+        """``ZAP_BLOCK_SIZE`` in bytes, or 0 when the era has none."""
+        return (self.zap_block_pages or 0) << geom.page_shift
+
     def reclaims_pt(self, geom: "Geometry") -> bool:
         """Does MADV_DONTNEED free empty PTE tables on this architecture?"""
         return self.pt_reclaim

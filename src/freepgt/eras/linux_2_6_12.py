@@ -18,6 +18,8 @@ class Linux2612(Era):
     name = "linux-2.6.12"
     description = "2.6.12: free_pgtables walks the vma list (the seed patch, final form)"
     gather_batch = 506  # FREE_PTE_NR on SMP
+    # ZAP_BLOCK_SIZE without CONFIG_PREEMPT (8 pages with it)
+    zap_block_pages = 1024
     vmpte_levels = ("pte",)
 
 

@@ -170,22 +170,19 @@ def zap_range(mm: "MM", tlb: MmuGather, vma: Vma, start: int, end: int) -> None:
     if start >= end:
         return
     count_entries(mm, start, end, tuple(lv.name for lv in mm.geom.real_levels))
-    removed = mm.pt.zap(start, end)
-    if not removed:
-        return
-    npages = 0
-    freed = 0
-    for a, b, state in removed:
-        npages += b - a
-        if state == PTE_ANON:
-            freed += b - a
-    ps = mm.geom.page_shift
-    tlb.remove_pages(npages, removed[0][0] << ps, removed[-1][1] << ps, freed)
+    _zap_piece(mm, tlb, start, end)
 
 
 def unmap_vmas(mm: "MM", tlb: MmuGather, vmas: list[Vma], start: int, end: int) -> int:
-    """``unmap_vmas``: zap every vma's part of [start, end); return pages accounted."""
+    """``unmap_vmas``: zap every vma's part of [start, end); return pages accounted.
+
+    In eras with a ``ZAP_BLOCK_SIZE`` (2.6.12) the gather is finished and
+    restarted after every block of address space, as the kernel does to drop
+    the page-table lock; blocks with nothing mapped cost no flush.
+    """
     nr_accounted = 0
+    block = mm.era.zap_block_bytes(mm.geom)
+    done = 0  # bytes zapped so far, across vmas: blocks carry over
     for vma in vmas:
         s = max(vma.vm_start, start)
         e = min(vma.vm_end, end)
@@ -193,8 +190,48 @@ def unmap_vmas(mm: "MM", tlb: MmuGather, vmas: list[Vma], start: int, end: int) 
             continue
         if vma.vm_flags & VM_ACCOUNT:
             nr_accounted += (e - s) >> mm.geom.page_shift
-        zap_range(mm, tlb, vma, s, e)
+        if not block:
+            zap_range(mm, tlb, vma, s, e)
+            continue
+        _zap_in_blocks(mm, tlb, vma, s, e, done, block)
+        done += e - s
     return nr_accounted
+
+
+def _zap_in_blocks(mm: "MM", tlb: MmuGather, vma: Vma, s: int, e: int, done: int, block: int) -> None:
+    """Zap [s, e) block by block, finishing the gather at each block's end.
+
+    ``done`` is how far into the current run of blocks ``s`` lies.  Only
+    blocks that hold present ptes are visited, so the cost follows what is
+    mapped, not the size of the range.
+    """
+    ps = mm.geom.page_shift
+    count_entries(mm, s, e, tuple(lv.name for lv in mm.geom.real_levels))
+    base = s - done  # the address where block 0 would start
+    last_block = None
+    for a, b, _ in list(mm.pt.ptes.runs(s >> ps, e >> ps)):
+        lo, hi = a << ps, b << ps
+        while lo < hi:
+            idx = (lo - base) // block
+            block_end = min(hi, base + (idx + 1) * block)
+            if last_block is not None and idx != last_block:
+                tlb.finish()
+            _zap_piece(mm, tlb, lo, block_end)
+            last_block = idx
+            if block_end == base + (idx + 1) * block:
+                tlb.finish()
+                last_block = None
+            lo = block_end
+
+
+def _zap_piece(mm: "MM", tlb: MmuGather, start: int, end: int) -> None:
+    removed = mm.pt.zap(start, end)
+    if not removed:
+        return
+    npages = sum(b - a for a, b, _ in removed)
+    freed = sum(b - a for a, b, st in removed if st == PTE_ANON)
+    ps = mm.geom.page_shift
+    tlb.remove_pages(npages, removed[0][0] << ps, removed[-1][1] << ps, freed)
 
 
 def reclaim_pt(mm: "MM", tlb: MmuGather, start: int, end: int) -> None:
