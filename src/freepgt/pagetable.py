@@ -30,7 +30,7 @@ RSS_STATES = (PTE_ANON, PTE_FILE)
 class PageTables:
     """The tables of one mm and the ptes in them."""
 
-    __slots__ = ("geom", "levels", "shifts", "tables", "ptes", "prealloc")
+    __slots__ = ("geom", "levels", "shifts", "tables", "ptes", "prealloc", "walk", "_limits")
 
     def __init__(self, geom: Geometry) -> None:
         self.geom = geom
@@ -41,6 +41,17 @@ class PageTables:
         self.tables: dict[str, RunMap] = {name: RunMap() for name in self.levels}
         self.ptes = RunMap()
         self.prealloc = frozenset(lv.name for lv in geom.table_levels if lv.preallocated)
+        #: per real level: (name, log2 entry span, log2 table span or None for the pgd)
+        self.walk = tuple(
+            (lv.name, lv.shift, None if lv.name == "pgd" else self.shifts[lv.name])
+            for lv in geom.real_levels
+        )
+        #: down_to name -> the levels alloc() fills, top first
+        self._limits = {
+            name: tuple(lv for lv in self.levels
+                        if LEVEL_NAMES.index(lv) <= LEVEL_NAMES.index(name) and lv not in self.prealloc)
+            for name in LEVEL_NAMES
+        }
         for name in self.prealloc:
             # i386 PAE: the pmd pages of every user pgd slot come with the pgd
             shift = self.shifts[name]
@@ -80,15 +91,18 @@ class PageTables:
         Models the ``p?d_alloc`` chain of a fault; returns new tables per level.
         """
         new: dict[str, int] = {}
-        limit = LEVEL_NAMES.index(down_to)
-        for name in self.levels:
-            if LEVEL_NAMES.index(name) > limit:
-                break
-            if name not in self.prealloc:
-                lo, hi = self.index_range(name, start, end)
-                n = self.tables[name].add(lo, hi)
-                if n:
-                    new[name] = n
+        levels = self._limits[down_to]
+        if levels:
+            # a tree: if the lowest level asked for is all there, so is the rest
+            lowest = levels[-1]
+            lo, hi = self.index_range(lowest, start, end)
+            if self.tables[lowest].covers(lo, hi):
+                return new
+        for name in levels:
+            lo, hi = self.index_range(name, start, end)
+            n = self.tables[name].add(lo, hi)
+            if n:
+                new[name] = n
         return new
 
     def map_pages(self, first_page: int, end_page: int, state: int) -> list[tuple[int, int, object]]:

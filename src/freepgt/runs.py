@@ -50,6 +50,17 @@ class RunMap:
             b = e[k] if hi is None or e[k] < hi else hi
             yield a, b, v[k]
 
+    def spans(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """The (start, end) of runs overlapping [lo, hi), unclipped: the fast path."""
+        i = bisect_right(self._e, lo)
+        j = bisect_left(self._s, hi)
+        return list(zip(self._s[i:j], self._e[i:j]))
+
+    def covers(self, lo: int, hi: int) -> bool:
+        """Is every integer of [lo, hi) covered?"""
+        i = bisect_right(self._e, lo)
+        return i < len(self._s) and self._s[i] <= lo and self._e[i] >= hi
+
     def count(self, lo: int, hi: int) -> int:
         """How many integers of ``[lo, hi)`` are covered."""
         return sum(b - a for a, b, _ in self.runs(lo, hi))

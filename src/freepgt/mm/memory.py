@@ -26,33 +26,35 @@ if TYPE_CHECKING:
 # Counting what a walk reads
 # ---------------------------------------------------------------------------
 
-def count_entries(mm: "MM", start: int, end: int, levels: tuple[str, ...]) -> None:
+def count_entries(mm: "MM", start: int, end: int, with_pte: bool = True) -> None:
     """Add to ``mm.entries_examined`` the entries a walk of [start, end) reads.
 
-    A walk reads, at each level named in ``levels``, every entry in the range
-    inside tables that are present (the pgd is always present).
+    A walk reads, at each real level, every entry of the range inside the
+    tables that are present (the pgd is always present).  ``free_pgd_range``
+    reads no pte (``with_pte=False``); a zap reads them all.
     """
     if start == end:
         return
-    g = mm.geom
     pt = mm.pt
-    last = (end - 1) & g.mask
+    last = (end - 1) & mm.geom.mask
     ex = mm.entries_examined
-    for lv in g.real_levels:
-        if lv.name not in levels:
+    for name, es, ts in pt.walk:
+        if ts is None:
+            n = (last >> es) - (start >> es) + 1
+        elif name == "pte" and not with_pte:
             continue
-        es = lv.shift
-        if lv.name == "pgd":
-            ex["pgd"] = ex.get("pgd", 0) + (last >> es) - (start >> es) + 1
-            continue
-        ts = pt.shifts[lv.name]
-        n = 0
-        for a, b, _ in pt.tables[lv.name].runs(start >> ts, (last >> ts) + 1):
-            lo = max(start, a << ts)
-            hi_last = min(last, (b << ts) - 1)
-            n += (hi_last >> es) - (lo >> es) + 1
+        else:
+            n = 0
+            for a, b in pt.tables[name].spans(start >> ts, (last >> ts) + 1):
+                lo = a << ts
+                if lo < start:
+                    lo = start
+                hi_last = (b << ts) - 1
+                if hi_last > last:
+                    hi_last = last
+                n += (hi_last >> es) - (lo >> es) + 1
         if n:
-            ex[lv.name] = ex.get(lv.name, 0) + n
+            ex[name] = ex.get(name, 0) + n
 
 
 # ---------------------------------------------------------------------------
@@ -78,6 +80,46 @@ def _may_free(g, addr: int, end: int, floor: int, ceiling: int, span: int) -> bo
     if ((end - 1) & m) > ((ceiling - 1) & m):
         return False
     return True
+
+
+def _freeable(g, addr: int, end: int, floor: int, ceiling: int, shift: int,
+              a: int, b: int, hi: int) -> list[tuple[int, int]]:
+    """Which tables [a, b) of one level (span ``1 << shift``) pass ``_may_free``.
+
+    The first and last tables of the walk see a partial range and are tested
+    literally; a table in between sees its whole span, and for those the
+    test is monotonic (the floor test in the table's start, the ceiling test
+    in its end), so the passing ones form one run found by arithmetic.
+    """
+    m = g.mask
+    span = 1 << shift
+    out: list[tuple[int, int]] = []
+
+    def literal(idx: int) -> bool:
+        t_start = idx << shift
+        chunk_addr = max(addr, t_start)
+        chunk_end = (t_start + span) & m if idx < hi - 1 else end
+        return _may_free(g, chunk_addr, chunk_end, floor, ceiling, span)
+
+    if literal(a):
+        out.append((a, a + 1))
+    if b - a >= 3:
+        first = max(a + 1, -(-floor // span))
+        last = b - 1  # exclusive bound for the middle tables
+        if ceiling:
+            c = ceiling & ~(span - 1)
+            last = min(last, c >> shift) if c else first
+        if first < last:
+            if out and out[-1][1] == first:
+                out[-1] = (out[-1][0], last)
+            else:
+                out.append((first, last))
+    if b - a >= 2 and literal(b - 1):
+        if out and out[-1][1] == b - 1:
+            out[-1] = (out[-1][0], b)
+        else:
+            out.append((b - 1, b))
+    return out
 
 
 def free_pgd_range(mm: "MM", tlb: MmuGather, addr: int, end: int, floor: int, ceiling: int) -> None:
@@ -107,7 +149,7 @@ def free_pgd_range(mm: "MM", tlb: MmuGather, addr: int, end: int, floor: int, ce
     if addr > ((end - 1) & m):
         return
 
-    count_entries(mm, addr, end, tuple(lv.name for lv in g.real_levels if lv.name != "pte"))
+    count_entries(mm, addr, end, with_pte=False)
     pt = mm.pt
     last = (end - 1) & m
     freed_upper: list[tuple[str, int, int]] = []
@@ -124,15 +166,12 @@ def free_pgd_range(mm: "MM", tlb: MmuGather, addr: int, end: int, floor: int, ce
         if name in pt.prealloc:
             continue
         span = 1 << shift
-        for a, b, _ in list(pt.tables[name].runs(lo, hi)):
-            for idx in range(a, b):
-                t_start = idx << shift
-                chunk_addr = max(addr, t_start)
-                chunk_end = (t_start + span) & m if idx < hi - 1 else end
-                if _may_free(g, chunk_addr, chunk_end, floor, ceiling, span):
-                    pt.remove_tables(name, idx, idx + 1)
-                    mm.free_tables(tlb, name, 1, t_start, t_start + span)
-                    freed_upper.append((name, idx, idx + 1))
+        for a, b in pt.tables[name].spans(lo, hi):
+            a, b = max(a, lo), min(b, hi)
+            for f_lo, f_hi in _freeable(g, addr, end, floor, ceiling, shift, a, b, hi):
+                pt.remove_tables(name, f_lo, f_hi)
+                mm.free_tables(tlb, name, f_hi - f_lo, f_lo << shift, f_hi << shift)
+                freed_upper.append((name, f_lo, f_hi))
     for name, lo, hi in freed_upper:
         for lower, n in pt.strand_below(name, lo, hi).items():
             mm.stranded[lower] = mm.stranded.get(lower, 0) + n
@@ -169,7 +208,7 @@ def zap_range(mm: "MM", tlb: MmuGather, vma: Vma, start: int, end: int) -> None:
     """``unmap_page_range`` over [start, end) of one vma: clear ptes, free no table."""
     if start >= end:
         return
-    count_entries(mm, start, end, tuple(lv.name for lv in mm.geom.real_levels))
+    count_entries(mm, start, end)
     _zap_piece(mm, tlb, start, end)
 
 
@@ -206,7 +245,7 @@ def _zap_in_blocks(mm: "MM", tlb: MmuGather, vma: Vma, s: int, e: int, done: int
     mapped, not the size of the range.
     """
     ps = mm.geom.page_shift
-    count_entries(mm, s, e, tuple(lv.name for lv in mm.geom.real_levels))
+    count_entries(mm, s, e)
     base = s - done  # the address where block 0 would start
     last_block = None
     for a, b, _ in list(mm.pt.ptes.runs(s >> ps, e >> ps)):

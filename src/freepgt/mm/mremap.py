@@ -165,12 +165,8 @@ def _move_vma(mm: "MM", vma: Vma, old_addr: int, old_len: int, new_len: int, new
     """``move_vma``: copy_vma at new_addr, move the page tables, unmap the old range."""
     g = mm.geom
     ps = g.page_shift
-    # the part of the old vma that moves becomes a vma of its own first
-    if old_len:
-        if vma.vm_start < old_addr:
-            vma = mm.split_vma(vma, old_addr)
-        if vma.vm_end > old_addr + old_len:
-            mm.split_vma(vma, old_addr + old_len)
+    # the source is not split here: the final munmap of the old range does
+    # that, and with dontunmap the source vma stays whole
     new_pgoff = vma.vm_pgoff + ((old_addr - vma.vm_start) >> ps)
     new = vma.clone()
     new.vm_start = new_addr
@@ -178,7 +174,7 @@ def _move_vma(mm: "MM", vma: Vma, old_addr: int, old_len: int, new_len: int, new
     if vma.is_anonymous and vma.anon_vma is None:
         new_pgoff = new_addr >> ps
     new.vm_pgoff = new_pgoff
-    moved_whole = old_len > 0
+    moved_whole = old_len > 0 and vma.vm_start == old_addr and vma.vm_end == old_addr + old_len
     mm.vmas.insert(new)
     new = mm.merge_with_neighbours(new)
     if old_len and new.vm_start <= old_addr < new.vm_end:
