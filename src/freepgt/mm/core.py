@@ -43,6 +43,9 @@ class MM:
         self.start_brk = geom.start_brk
         self.brk = geom.start_brk
         self.mmap_base = geom.mmap_base
+        #: (length, top): no free gap of ``length`` bytes lies between top and
+        #: mmap_base; dropped whenever address space is freed
+        self.topdown_cache: tuple[int, int] | None = None
         #: pages charged by VM_ACCOUNT (``vm_committed_as`` for this mm)
         self.committed = 0
         self.warnings: list[str] = []

@@ -67,6 +67,7 @@ def do_vmi_munmap(mm: "MM", start: int, end: int) -> None:
     vmas = split_for_range(mm, start, end)
     if not vmas:
         return
+    mm.topdown_cache = None
     prev = mm.vmas.prev(vmas[0])
     nxt = mm.vmas.next(vmas[-1])
     for v in vmas:
@@ -100,7 +101,16 @@ def get_unmapped_area(mm: "MM", addr: int, length: int, fixed: bool) -> int:
         addr = addr & ~(g.page_size - 1)
         if g.task_size - length >= addr and addr >= g.page_size * 16 and mm.vmas.is_free(addr, addr + length):
             return addr
-    found = mm.vmas.gaps_top_down(max(g.page_size * 16, g.first_user_address), mm.mmap_base, length)
+    low = max(g.page_size * 16, g.first_user_address)
+    high = mm.mmap_base
+    cache = mm.topdown_cache
+    if cache is not None and length >= cache[0]:
+        # nothing above cache[1] had room for cache[0] bytes, and no space
+        # has been freed since: start there (same answer, found sooner)
+        high = min(high, cache[1])
+    found = mm.vmas.gaps_top_down(low, high, length)
+    if found is not None:
+        mm.topdown_cache = (length, found + length)
     if found is None:
         # arch_get_unmapped_area_topdown falls back to a bottom-up search
         found = mm.vmas.gaps_top_down(mm.mmap_base, g.task_size, length)
