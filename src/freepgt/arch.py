@@ -56,8 +56,11 @@ class Geometry:
     #: ``USER_PGTABLES_CEILING``: 0 means "the top of the address space".
     user_pgtables_ceiling: int = 0
     description: str = ""
-    #: On x86 without protection keys, write-only and exec-only are readable.
+    #: x86 page tables cannot say "write-only": such a vma is readable.
     write_implies_read: bool = True
+    #: Exec-only is readable unless the CPU has protection keys: then
+    #: PROT_EXEC alone gets the execute-only pkey and reads fault (this
+    #: machine's CPU has PKU, so the x86_64 presets say False).
     exec_implies_read: bool = True
     #: Levels whose tables current kernels count in ``pgtables_bytes``.
     counted: tuple[str, ...] = ("pud", "pmd", "pte")
@@ -220,6 +223,7 @@ X86_64 = Geometry(
     task_size=0x7FFFFFFFF000,
     mmap_base=0x7FFFF7FFF000,
     start_brk=0x555555559000,
+    exec_implies_read=False,
     description="x86_64, 4-level, 47-bit user space (this machine)",
 )
 
@@ -233,6 +237,7 @@ X86_64_LA57 = Geometry(
     task_size=0xFFFFFFFFFFF000,
     mmap_base=0x7FFFF7FFF000,
     start_brk=0x555555559000,
+    exec_implies_read=False,
     description="x86_64 with 5-level paging (LA57), 56-bit user space",
 )
 

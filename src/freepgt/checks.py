@@ -108,7 +108,8 @@ def check_mm(mm, *, orphans: bool = False) -> None:
         its per-value ``totals`` (what rss is computed from) equal the runs;
     (e) vmas sorted, disjoint, page aligned, non-empty, below TASK_SIZE, and
         findable through the vma set's index;
-    (f) no two adjacent vmas that Linux would have merged;
+    (f) no two adjacent vmas that Linux would have merged (not checked in
+        eras whose in-place mremap growth does not merge, e.g. 2.6.12);
     (a) per level, ``nr_tables`` == tables in the tree (preallocated levels
         excluded) + stranded tables;
     (b) the tree is a tree: every table's parent table is present, every pte
@@ -155,7 +156,14 @@ def check_mm(mm, *, orphans: bool = False) -> None:
             _fail("vma index", f"find_vma({v.vm_start:#x}) does not return the vma starting there")
 
     # (f) fully merged ----------------------------------------------------------
-    for a, b in zip(vmas, vmas[1:]):
+    # Every path that creates or changes a vma merges it with its neighbours
+    # when allowed -- except mremap growing a vma in place in eras before the
+    # expand-merge (2.6.12's do_mremap just vma_adjust()s the vma up to its
+    # next neighbour and leaves the two apart).  Such eras say so with
+    # ``mremap_expand_merges = False``, and there adjacent mergeable vmas are
+    # legitimate.
+    merges_always = getattr(mm.era, "mremap_expand_merges", True)
+    for a, b in zip(vmas, vmas[1:]) if merges_always else ():
         if a.vm_end == b.vm_start and is_mergeable(a, b, ps):
             _fail("vmas merged", f"adjacent vmas {a!r} and {b!r} are mergeable but were left apart")
 

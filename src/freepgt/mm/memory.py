@@ -503,6 +503,9 @@ def populate_range(mm: "MM", vma: Vma, start: int, end: int) -> None:
     if not f & (VM_READ | VM_WRITE | VM_EXEC):
         return
     write = (f & (VM_WRITE | VM_SHARED)) == VM_WRITE
+    if not access_permitted(mm, vma, write):
+        # e.g. an execute-only vma under a protection key: GUP is refused
+        return
     try:
         handle_range_fault(mm, vma, start, end, write)
     except BusError:

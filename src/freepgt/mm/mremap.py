@@ -190,9 +190,9 @@ def _move_vma(mm: "MM", vma: Vma, old_addr: int, old_len: int, new_len: int, new
         return new_addr
     if dontunmap:
         if moved_whole:
+            # dontunmap_complete: the anon_vma goes, the vma stays as it is
+            # (a later mapping beside it may merge with it)
             vma.anon_vma = None
-            # the emptied source may now merge with its neighbours
-            mm.merge_with_neighbours(vma)
         return new_addr
     do_vmi_munmap(mm, old_addr, old_addr + old_len)
     return new_addr
