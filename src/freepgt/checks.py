@@ -37,22 +37,14 @@ def _fail(invariant: str, detail: str) -> None:
 
 
 def _first_uncovered(lo: int, hi: int, starts: list[int], intervals: list[tuple[int, int]]) -> int | None:
-    """The first point of [lo, hi) outside the union of sorted ``intervals``, or None.
+    """The first point of [lo, hi) outside the union of ``intervals``, or None.
 
-    ``intervals`` are sorted by start and may overlap (neighbouring index
-    ranges can share an index); ``starts`` is the list of their starts.
+    ``intervals`` are sorted and disjoint; ``starts`` lists their starts.
     """
     if lo >= hi:
         return None
     pos = lo
-    i = bisect_right(starts, pos) - 1
-    if i < 0:
-        i = 0
-    # step back over intervals that start earlier but may still reach pos
-    while i > 0 and intervals[i - 1][1] > pos:
-        i -= 1
-    n = len(intervals)
-    while i < n:
+    for i in range(max(bisect_right(starts, pos) - 1, 0), len(intervals)):
         a, b = intervals[i]
         if a > pos:
             return pos
@@ -60,7 +52,6 @@ def _first_uncovered(lo: int, hi: int, starts: list[int], intervals: list[tuple[
             pos = b
             if pos >= hi:
                 return None
-        i += 1
     return pos if pos < hi else None
 
 
@@ -182,12 +173,11 @@ def check_mm(mm, *, orphans: bool = False) -> None:
             _fail("counters", f"stranded[{name}] is negative ({n})")
 
     # (b) tree ----------------------------------------------------------------------
-    def covered_by_level(level: str, lo_addr: int, hi_addr: int) -> int | None:
-        """First address in [lo_addr, hi_addr) with no table of ``level`` over it."""
-        s = pt.shifts[level]
-        ivs = [(a << s, b << s) for a, b, _ in table_runs[level]]
-        starts = [a for a, _ in ivs]
-        return _first_uncovered(lo_addr, hi_addr, starts, ivs)
+    level_ivs: dict[str, tuple[list[int], list[tuple[int, int]]]] = {}
+    for name in pt.levels:
+        s = pt.shifts[name]
+        ivs = [(a << s, b << s) for a, b, _ in table_runs[name]]
+        level_ivs[name] = ([a for a, _ in ivs], ivs)
 
     for k, name in enumerate(pt.levels):
         if k == 0 or name in pt.prealloc:
@@ -195,12 +185,12 @@ def check_mm(mm, *, orphans: bool = False) -> None:
         parent = pt.levels[k - 1]
         s = pt.shifts[name]
         for a, b, _ in table_runs[name]:
-            hole = covered_by_level(parent, a << s, b << s)
+            hole = _first_uncovered(a << s, b << s, *level_ivs[parent])
             if hole is not None:
                 _fail("tree", f"{name} table {hole >> s:#x} (at {hole:#x}) has no {parent} table above it")
     bottom = pt.levels[-1]
     for a, b, _ in pte_runs:
-        hole = covered_by_level(bottom, a << ps, b << ps)
+        hole = _first_uncovered(a << ps, b << ps, *level_ivs[bottom])
         if hole is not None:
             _fail("tree", f"pte of page {hole:#x} has no {bottom} table above it")
 
@@ -554,7 +544,7 @@ class Reference:
                 break
             v_end = v.end
             lo, hi = max(addr, v.start), min(end, v_end)
-            if prot != v.prot:
+            if prot != v.prot:  # mprotect_fixup: newflags == oldflags -> nothing at all
                 target = v
                 if v.start < lo:
                     target = self._split(v, lo)

@@ -30,6 +30,8 @@ class Era:
     gather_batch = 506
     #: CONFIG_PT_RECLAIM: MADV_DONTNEED frees fully zapped PTE tables
     pt_reclaim = False
+    #: mprotect to read-only uncharges an unfaulted anonymous vma (6.7)
+    mprotect_unaccounts = False
     #: MAP_FIXED_NOREPLACE is known (4.17); older kernels ignore the bit,
     #: which makes the address a plain hint
     map_fixed_noreplace = False

@@ -33,6 +33,7 @@ class Linux618(Era):
     mremap_realign = True
     mremap_dontunmap = True
     map_fixed_noreplace = True
+    mprotect_unaccounts = True
     mremap_multi_vma = True
     mremap_expand_merges = True
     vmpte_levels = ("pud", "pmd", "pte")

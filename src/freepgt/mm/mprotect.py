@@ -17,20 +17,22 @@ def mprotect_fixup(mm: "MM", vma: Vma, start: int, end: int, newflags: int) -> V
     """``mprotect_fixup``: give [start, end) of ``vma`` new flags, splitting and merging.
 
     A private vma made writable is charged (VM_ACCOUNT) unless it is
-    VM_NORESERVE; made read-only, only an anonymous vma without anon_vma
-    gives the charge back.
+    VM_NORESERVE.  Made read-only, it keeps the charge, except in eras with
+    "mm/mprotect: allow unfaulted VMAs to be unaccounted on mprotect()"
+    (6.7), where an anonymous vma without anon_vma gives it back.
     """
     old = vma.vm_flags
+    if newflags == old:
+        return vma
     charge = 0
     if newflags & VM_WRITE:
         if not old & (VM_ACCOUNT | VM_WRITE | VM_NORESERVE | VM_SHARED):
             newflags |= VM_ACCOUNT
             charge = (end - start) >> mm.geom.page_shift
-    elif old & VM_ACCOUNT and vma.is_anonymous and vma.anon_vma is None:
+    elif (mm.era.mprotect_unaccounts and old & VM_ACCOUNT and vma.is_anonymous
+          and vma.anon_vma is None):
         newflags &= ~VM_ACCOUNT
         charge = -((end - start) >> mm.geom.page_shift)
-    if newflags == old:
-        return vma
     if (vma.vm_start < start or vma.vm_end > end) and mm.map_count >= mm.max_map_count:
         # split_vma refuses to add a vma at the limit
         raise syscall_error(errno.ENOMEM, "mprotect: splitting would pass max_map_count")
