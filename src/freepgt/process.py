@@ -119,6 +119,8 @@ class Process:
              file: MappedObject | str | None = None, offset: int = 0) -> int:
         """``mmap(2)``; ``file`` is a File, a Device or a declared file's name."""
         if isinstance(file, str):
+            if file not in self.files:
+                raise ValueError(f"mmap: no file named {file!r}; declare it first with Process.file()")
             file = self.files[file]
         return self._run(do_mmap, self.mm, addr, length, prot, _flagset(flags), file, offset)
 
