@@ -106,6 +106,13 @@ class Era:
     def after_free_pgd_range(self, mm: "MM", tlb: "MmuGather", start: int, end: int) -> None:
         """Arch hook at the end of free_pgd_range (``flush_tlb_pgtables`` in 2.6.12)."""
 
+    # --- populate -------------------------------------------------------------------
+    def populate(self, mm: "MM", vma: "Vma", start: int, end: int) -> None:
+        """MAP_POPULATE after mmap: ``mm_populate`` faults the range in."""
+        from ..mm.memory import populate_range
+
+        populate_range(mm, vma, start, end)
+
     # --- fork ---------------------------------------------------------------------
     def fork_copies(self, vma: "Vma") -> bool:
         """Does ``dup_mmap`` call ``copy_page_range`` for this vma?"""

@@ -12,7 +12,7 @@ from ..vma import (
     VM_NORESERVE, VM_PFNMAP, VM_SHARED, VM_WRITE, Device, MappedObject, Shmem, Vma,
     prot_to_flags,
 )
-from .memory import populate_range, unmap_vmas
+from .memory import unmap_vmas
 
 if TYPE_CHECKING:
     from .core import MM
@@ -189,7 +189,7 @@ def do_mmap(mm: "MM", addr: int, length: int, prot: str, flags: frozenset[str] |
     else:
         vma = mm.insert_vma(vma)
     if "populate" in flags:
-        populate_range(mm, vma, addr, end)
+        mm.era.populate(mm, vma, addr, end)
     return addr
 
 
