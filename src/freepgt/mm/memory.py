@@ -252,15 +252,45 @@ def _zap_in_blocks(mm: "MM", tlb: MmuGather, vma: Vma, s: int, e: int, done: int
         lo, hi = a << ps, b << ps
         while lo < hi:
             idx = (lo - base) // block
-            block_end = min(hi, base + (idx + 1) * block)
+            block_start = base + idx * block
+            block_end = block_start + block
             if last_block is not None and idx != last_block:
                 tlb.finish()
-            _zap_piece(mm, tlb, lo, block_end)
+                last_block = None
+            if lo == block_start and last_block is None and hi - lo >= 2 * block:
+                # whole blocks of one pte state behave alike: run one through
+                # the gather and repeat its effect for the others
+                n = (hi - lo) // block
+                _zap_repeated_blocks(mm, tlb, lo, block, n)
+                lo += n * block
+                continue
+            piece_end = min(hi, block_end)
+            _zap_piece(mm, tlb, lo, piece_end)
             last_block = idx
-            if block_end == base + (idx + 1) * block:
+            if piece_end == block_end:
                 tlb.finish()
                 last_block = None
-            lo = block_end
+            lo = piece_end
+
+
+def _zap_repeated_blocks(mm: "MM", tlb: MmuGather, start: int, block: int, n: int) -> None:
+    """Zap n whole, fully mapped blocks of one pte state from start, gather restarts included."""
+    st = tlb.stats
+    before = (st.flushes, st.flushed_bytes, st.fullmm_flushes, st.pages_freed)
+    _zap_piece(mm, tlb, start, start + block)
+    tlb.finish()
+    d_flushes = st.flushes - before[0]
+    d_bytes = st.flushed_bytes - before[1]
+    d_full = st.fullmm_flushes - before[2]
+    d_pages = st.pages_freed - before[3]
+    rest = n - 1
+    if rest:
+        removed = mm.pt.zap(start + block, start + n * block)
+        tlb.freed += sum(b - a for a, b, _ in removed)
+        st.flushes += d_flushes * rest
+        st.flushed_bytes += d_bytes * rest
+        st.fullmm_flushes += d_full * rest
+        st.pages_freed += d_pages * rest
 
 
 def _zap_piece(mm: "MM", tlb: MmuGather, start: int, end: int) -> None:
