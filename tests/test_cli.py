@@ -18,6 +18,9 @@ def test_demo_prints_a_table():
     assert r.returncode == 0
     assert r.stdout.splitlines()[1].split() == ["line", "op", "ret", "pgtables", "rss", "child"]
     assert "0x100000000000-0x100000001000 rw-p" in r.stdout
+    # the op column shows the operation as written in the script
+    row = [line for line in r.stdout.splitlines() if line.lstrip().startswith("14 ")][0]
+    assert row.split() == ["14", "munmap", "0x100000002000", "4K", "0", "12,288", "8,192"]
 
 
 def test_demo_jsonl_is_only_json(tmp_path):

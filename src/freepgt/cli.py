@@ -30,7 +30,14 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="verify the model's invariants after every operation")
 
 
-def _run_script(ops, filename: str, args: argparse.Namespace, title: str | None) -> int:
+def _sources(text: str) -> dict[int, str]:
+    """Line number -> the operation as written (comments and extra blanks dropped)."""
+    return {i: " ".join(line.split("#", 1)[0].split())
+            for i, line in enumerate(text.splitlines(), 1) if line.split("#", 1)[0].strip()}
+
+
+def _run_script(ops, filename: str, args: argparse.Namespace, title: str | None,
+                sources: dict[int, str] | None = None) -> int:
     out = sys.stdout
     observations = []
     try:
@@ -41,11 +48,11 @@ def _run_script(ops, filename: str, args: argparse.Namespace, title: str | None)
                 observations.append(obs)
     except ScriptRunError as e:
         if observations:
-            print(render_table(observations, title), file=out)
+            print(render_table(observations, title, sources), file=out)
         print(f"freepgt: {e}", file=sys.stderr)
         return 3
     if args.format == "table":
-        print(render_table(observations, title), file=out)
+        print(render_table(observations, title, sources), file=out)
     return 0
 
 
@@ -59,7 +66,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"freepgt: {args.script}: {e.strerror}", file=sys.stderr)
         return 2
     title = None if args.format == "jsonl" else f"{args.script} on {args.era}, {args.arch}"
-    return _run_script(ops, str(args.script), args, title)
+    try:
+        with open(args.script, encoding="utf-8", errors="replace") as f:
+            sources = _sources(f.read())
+    except OSError:
+        sources = None
+    return _run_script(ops, str(args.script), args, title, sources)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -70,8 +82,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     ops = parse_script(text, DEMO_SCRIPT)
     title = None if args.format == "jsonl" else (
         f"{DEMO_SCRIPT} (built-in) on {args.era}, {args.arch}: "
-        "pgtables and rss in bytes; `freepgt demo --show-script` prints the script")
-    return _run_script(ops, DEMO_SCRIPT, args, title)
+        "pgtables (VmPTE) and rss in bytes; `freepgt demo --show-script` prints the commented script")
+    return _run_script(ops, DEMO_SCRIPT, args, title, _sources(text))
 
 
 def cmd_arch(args: argparse.Namespace) -> int:

@@ -67,7 +67,8 @@ def _vma_lines(obs: dict) -> list[str]:
     return [f"{start}-{end} {perms}" for start, end, perms in vmas]
 
 
-def render_table(observations: list[dict], title: str | None = None) -> str:
+def render_table(observations: list[dict], title: str | None = None,
+                 sources: dict[int, str] | None = None) -> str:
     """Return observations as a fixed-width text table for a terminal.
 
     One row per observation with columns line, op, ret, pgtables and rss
@@ -76,8 +77,17 @@ def render_table(observations: list[dict], title: str | None = None) -> str:
     ``start-end perms``, indented past the op column, or ``(no vmas)``.  The
     title, when given, comes first.  Lines carry no trailing blanks and the
     text has no final newline, so it suits print().
+
+    ``sources`` maps a line number to the script text of that line; when
+    given, the op column shows the whole operation (``munmap 0x… 8K``).
     """
     rows = [[_cell(obs, key) for _, key, _ in _COLUMNS] for obs in observations]
+    if sources:
+        op_col = [key for _, key, _ in _COLUMNS].index("op")
+        for obs, row in zip(observations, rows):
+            text = sources.get(obs.get("line"))
+            if text:
+                row[op_col] = text
     widths = [
         max([len(header)] + [len(row[i]) for row in rows])
         for i, (header, _, _) in enumerate(_COLUMNS)
