@@ -276,9 +276,19 @@ class RefVma:
     def perms(self) -> str:
         return self.prot + ("s" if self.shared else "p")
 
-    def readable(self) -> bool:
-        # x86 without PKU: write-only and exec-only are readable (host-kernel-notes §11)
-        return self.prot != "---"
+    def readable(self, modern: bool, pkeys: bool, present: bool) -> bool:
+        """May a read at a page of this vma go through?
+
+        Current x86: write-only is readable (host-kernel-notes §11); exec-only
+        too, unless the CPU has protection keys (this machine does: PROT_EXEC
+        alone gets the execute-only key).  2.6.12's do_page_fault wants
+        VM_READ or VM_EXEC for a read fault; a present pte of a writable vma
+        is readable by the hardware anyway.
+        """
+        r, w, x = (c != "-" for c in self.prot)
+        if modern:
+            return r or w or (x and not pkeys)
+        return r or x or (w and present)
 
     def writable(self) -> bool:
         return self.prot[1] == "w"
@@ -347,6 +357,8 @@ class Reference:
         #: CONFIG_PT_RECLAIM (6.14+): only x86_64 selects ARCH_SUPPORTS_PT_RECLAIM
         #: (kernel-notes §6.4), so 6.18 on an i386 geometry reclaims nothing
         self.pt_reclaim = self.modern and arch.startswith("x86_64")
+        #: the x86_64 presets model this machine's CPU, which has protection keys
+        self.pkeys = arch.startswith("x86_64")
         self.task_size: int = g["task_size"]
         self.ptrs_per_pte: int = g["ptrs_per_pte"]
         self.table_bytes: dict[str, int] = g["table_bytes"]
@@ -496,11 +508,13 @@ class Reference:
         if length <= 0:
             return ("errno", errno.EINVAL)
         length = (length + PAGE - 1) & ~(PAGE - 1)
+        # get_unmapped_area checks a fixed range against TASK_SIZE before its
+        # alignment (measured on the host: unaligned and too high is ENOMEM)
+        if addr + length > self.task_size:
+            return ("errno", errno.ENOMEM)
         if addr & (PAGE - 1):
             return ("errno", errno.EINVAL)
         end = addr + length
-        if end > self.task_size:
-            return ("errno", errno.ENOMEM)
         if mode == "hint" and not self.is_free(addr, end):
             raise ValueError("Reference.mmap: a hint is only modelled when the range is free")
         if mode == "fixed_noreplace" and not self.is_free(addr, end):
@@ -600,7 +614,8 @@ class Reference:
         for p in range(first, last + 1):
             a = p << PAGE_SHIFT
             v = self._vma_at(a)
-            if v is None or not (v.writable() if write else v.readable()):
+            if v is None or not (v.writable() if write else
+                                 v.readable(self.modern, self.pkeys, p in self.ptes)):
                 return ("segv", a)
             state = self.ptes.get(p)
             if v.obj is None:

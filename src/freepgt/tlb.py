@@ -58,40 +58,49 @@ class MmuGather:
         if end > self.end:
             self.end = end
 
-    def _queue(self, n: int) -> None:
-        """Add n entries to the batch, flushing each time it fills."""
+    def _queue(self, n: int, start: int, end: int) -> None:
+        """Add n entries for [start, end) to the batch, flushing each time it fills.
+
+        Every entry sets ``need_flush`` and every flush clears it, so a batch
+        filled by the very last entry leaves nothing for ``tlb_finish_mmu``.
+        """
+        self._track(start, end)
         total = self.nr + n
+        flushed = False
         while total >= self.batch_limit:
             # the batch filled: tlb_flush_mmu, then go on queueing
             total -= self.batch_limit
             self.need_flush = True
             self.flush_mmu()
+            flushed = True
         self.nr = total
-        self.need_flush = True
+        if total or not flushed:
+            self.need_flush = True
+            self._track(start, end)
 
-    def remove_pages(self, npages: int, start: int, end: int, freed_pages: int) -> None:
+    def remove_pages(self, npages: int, start: int, end: int, queued: int) -> None:
         """``tlb_remove_page`` for the ptes cleared in [start, end).
 
-        ``npages`` ptes were cleared there; ``freed_pages`` of them pointed to
-        pages whose last mapping went (they ride in the batch).
+        ``npages`` ptes were cleared there; ``queued`` of them mapped normal
+        pages (anonymous or page cache), which ride in the batch; the zero
+        page and raw pfns do not.
         """
         if npages <= 0:
             return
-        self._track(start, end)
         self.freed += npages
-        self.stats.pages_freed += freed_pages
-        if freed_pages:
-            self._queue(freed_pages)
+        self.stats.pages_freed += queued
+        if queued:
+            self._queue(queued, start, end)
         else:
+            self._track(start, end)
             self.need_flush = True
 
     def free_tables(self, level: str, n: int, start: int, end: int) -> None:
         """``p?d_free_tlb`` for n tables of ``level`` spanning [start, end)."""
         if n <= 0:
             return
-        self._track(start, end)
         self.stats.tables_freed[level] = self.stats.tables_freed.get(level, 0) + n
-        self._queue(n)
+        self._queue(n, start, end)
 
     def flush_mmu(self) -> None:
         """``tlb_flush_mmu``: flush the TLB for the pending range, release the batch."""

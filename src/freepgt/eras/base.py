@@ -30,6 +30,9 @@ class Era:
     gather_batch = 506
     #: CONFIG_PT_RECLAIM: MADV_DONTNEED frees fully zapped PTE tables
     pt_reclaim = False
+    #: MADV_DONTNEED zaps pfn mappings too (only VM_LOCKED and hugetlb
+    #: were refused before VM_PFNMAP joined the list)
+    madvise_dontneed_pfnmap = False
     #: mprotect to read-only uncharges an unfaulted anonymous vma (6.7)
     mprotect_unaccounts = False
     #: MAP_FIXED_NOREPLACE is known (4.17); older kernels ignore the bit,
@@ -57,6 +60,50 @@ class Era:
     def zap_block_bytes(self, geom: "Geometry") -> int:
         """``ZAP_BLOCK_SIZE`` in bytes, or 0 when the era has none."""
         return (self.zap_block_pages or 0) << geom.page_shift
+
+    #: mmap_min_addr: hints below it are raised to it (round_hint_to_min)
+    mmap_min_addr = 65536
+    #: MAP_SHARED_VALIDATE (private|shared on a file) is a shared mapping (4.15)
+    map_shared_validate = True
+    #: MAP_NORESERVE sets VM_NORESERVE (2.6.15); before, it only skipped the charge
+    vm_noreserve = True
+
+    #: a fault past EOF has allocated the PTE table before it is refused
+    sigbus_allocates_pte = False
+    #: a private write fault attaches the anon_vma before asking the file
+    #: (do_cow_fault), so a write past EOF leaves one behind
+    cow_prepares_anon_vma_first = True
+    #: split_vma refuses at max_map_count for every split (munmap included)
+    every_split_checks_map_count = False
+    #: the child's vmas join the parent's anon_vma instead of a new one
+    fork_shares_anon_vma = False
+    #: do_mremap of the 2.6 era: resize before looking at the vma
+    legacy_mremap = False
+
+    def read_permitted(self, vma: "Vma", present: bool) -> "bool | None":
+        """An era's own read-access rule, or None to use the architecture's."""
+        return None
+
+    def round_hint(self, geom: "Geometry", addr: int) -> int:
+        """The hint as the placement code sees it: rounded down, raised to mmap_min_addr."""
+        addr &= ~(geom.page_size - 1)
+        if addr and addr < self.mmap_min_addr:
+            addr = self.mmap_min_addr
+        return addr
+
+    def place_mapping(self, mm: "MM", length: int) -> int:
+        """Where an mmap without a usable hint goes: top-down below mmap_base."""
+        from ..mm.mmap import place_top_down
+
+        return place_top_down(mm, length)
+
+    def task_unmapped_base(self, geom: "Geometry") -> int:
+        """TASK_UNMAPPED_BASE: PAGE_ALIGN(TASK_SIZE / 3)."""
+        ps = geom.page_size
+        return (geom.task_size // 3 + ps - 1) & ~(ps - 1)
+
+    def unmap_area(self, mm: "MM", vma: "Vma") -> None:
+        """``mm->unmap_area`` for each vma munmap removes (legacy placement's cache)."""
 
     def reclaims_pt(self, geom: "Geometry") -> bool:
         """Does MADV_DONTNEED free empty PTE tables on this architecture?"""

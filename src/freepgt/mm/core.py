@@ -46,6 +46,8 @@ class MM:
         #: (length, top): no free gap of ``length`` bytes lies between top and
         #: mmap_base; dropped whenever address space is freed
         self.topdown_cache: tuple[int, int] | None = None
+        #: legacy bottom-up placement: where the next search starts
+        self.free_area_cache: int | None = None
         #: pages charged by VM_ACCOUNT (``vm_committed_as`` for this mm)
         self.committed = 0
         self.warnings: list[str] = []

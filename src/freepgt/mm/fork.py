@@ -30,7 +30,8 @@ def dup_mmap(parent: MM) -> MM:
         if vma.vm_flags & VM_DONTCOPY:
             continue
         new = vma.clone()
-        if vma.anon_vma is not None:
+        if vma.anon_vma is not None and not parent.era.fork_shares_anon_vma:
+            # anon_vma_fork: the child gets one of its own, chained to the parent's
             new.anon_vma = anon_map.setdefault(vma.anon_vma.id, AnonVma())
         child.vmas.insert(new)
         if parent.era.fork_copies(vma):

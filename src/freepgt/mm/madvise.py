@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import syscall_error
 from ..vma import VM_PFNMAP
-from .memory import reclaim_pt, zap_range
+from .memory import reclaim_pt, unmap_vmas
 
 if TYPE_CHECKING:
     from .core import MM
@@ -28,33 +28,32 @@ def do_madvise(mm: "MM", start: int, length: int, advice: str) -> None:
         raise syscall_error(errno.EINVAL, f"madvise: unknown advice {advice!r}")
     if start & (g.page_size - 1):
         raise syscall_error(errno.EINVAL, f"madvise: {start:#x} not page aligned")
-    aligned = (length + g.page_size - 1) & ~(g.page_size - 1)
+    aligned = g.u(length + g.page_size - 1) & ~(g.page_size - 1)
     if length and not aligned:
         raise syscall_error(errno.EINVAL, "madvise: length overflows")
-    end = start + aligned
-    if end < start or end > g.top:
+    end = g.u(start + aligned)
+    if end < start:
         raise syscall_error(errno.EINVAL, "madvise: range wraps")
     if end == start:
         return
-    vmas = mm.vmas.overlapping(start, end)
-    for vma in vmas:
-        if vma.vm_flags & VM_PFNMAP:
-            raise syscall_error(errno.EINVAL, "madvise: dontneed on a pfn mapping")
     hole = False
     pos = start
     reclaim = mm.era.reclaims_pt(g)
-    tlb = mm.tlb_gather_mmu(fullmm=False)
-    for vma in vmas:
+    for vma in mm.vmas.overlapping(start, end):
+        if vma.vm_flags & VM_PFNMAP and not mm.era.madvise_dontneed_pfnmap:
+            raise syscall_error(errno.EINVAL, "madvise: dontneed on a pfn mapping")
         if vma.vm_start > pos:
             hole = True
         s = max(start, vma.vm_start)
         e = min(end, vma.vm_end)
-        zap_range(mm, tlb, vma, s, e)
+        # zap_page_range: a gather of its own for each vma
+        tlb = mm.tlb_gather_mmu(fullmm=False)
+        unmap_vmas(mm, tlb, [vma], s, e)
         if reclaim:
             reclaim_pt(mm, tlb, s, e)
+        tlb.finish()
         pos = e
     if pos < end:
         hole = True
-    tlb.finish()
     if hole:
         raise syscall_error(errno.ENOMEM, "madvise: range has unmapped parts")

@@ -298,9 +298,9 @@ def _zap_piece(mm: "MM", tlb: MmuGather, start: int, end: int) -> None:
     if not removed:
         return
     npages = sum(b - a for a, b, _ in removed)
-    freed = sum(b - a for a, b, st in removed if st == PTE_ANON)
+    queued = sum(b - a for a, b, st in removed if st == PTE_ANON or st == PTE_FILE)
     ps = mm.geom.page_shift
-    tlb.remove_pages(npages, removed[0][0] << ps, removed[-1][1] << ps, freed)
+    tlb.remove_pages(npages, removed[0][0] << ps, removed[-1][1] << ps, queued)
 
 
 def reclaim_pt(mm: "MM", tlb: MmuGather, start: int, end: int) -> None:
@@ -330,6 +330,9 @@ def access_permitted(mm: "MM", vma: Vma, write: bool) -> bool:
     f = vma.vm_flags
     if write:
         return bool(f & VM_WRITE)
+    era_rule = mm.era.read_permitted(vma, False)
+    if era_rule is not None:
+        return era_rule
     if f & VM_READ:
         return True
     g = mm.geom
@@ -445,7 +448,7 @@ def _file_fault(mm: "MM", vma: Vma, start: int, end: int, write: bool) -> None:
                 (a, b) for a, b, v in pt.ptes.runs(p0, stop) if v != PTE_ANON
             ]
             state = PTE_ANON
-            if todo or stop < p1:
+            if todo or (stop < p1 and mm.era.cow_prepares_anon_vma_first):
                 # do_cow_fault prepares the anon_vma before asking the file
                 anon_vma_prepare(mm, vma)
         for a, b in todo:
@@ -456,7 +459,7 @@ def _file_fault(mm: "MM", vma: Vma, start: int, end: int, write: bool) -> None:
             if stop in pt.ptes:
                 # a page past EOF that is mapped (the file shrank): nothing to model
                 return
-            mm.alloc_tables(stop << ps, (stop + 1) << ps, "pmd")
+            mm.alloc_tables(stop << ps, (stop + 1) << ps, _sigbus_level(mm))
             raise BusError(stop << ps, "write past the end of the file")
         return
 
@@ -489,7 +492,7 @@ def _file_fault(mm: "MM", vma: Vma, start: int, end: int, write: bool) -> None:
                 _fault_tables(mm, q << ps, (q + 1) << ps)
                 pt.map_pages(q, q + 1, PTE_FILE)
         if page >= eof_page:
-            mm.alloc_tables(page << ps, (page + 1) << ps, "pmd")
+            mm.alloc_tables(page << ps, (page + 1) << ps, _sigbus_level(mm))
             raise BusError(page << ps, "read past the end of the file")
         if page not in pt.ptes:
             _fault_tables(mm, page << ps, (page + 1) << ps)
@@ -521,6 +524,11 @@ def _file_fault(mm: "MM", vma: Vma, start: int, end: int, write: bool) -> None:
             cur += 1
         if nextc is not None and cur >= nextc:
             k += 1
+
+
+def _sigbus_level(mm: "MM") -> str:
+    """How far down a fault refused with SIGBUS has allocated tables."""
+    return "pte" if mm.era.sigbus_allocates_pte else "pmd"
 
 
 def populate_range(mm: "MM", vma: Vma, start: int, end: int) -> None:
@@ -559,8 +567,15 @@ def touch(mm: "MM", addr: int, length: int, write: bool) -> None:
         vma = mm.vmas.find_vma(a)
         if vma is None or vma.vm_start > a:
             raise SegmentationFault(a, "no vma")
-        if not access_permitted(mm, vma, write):
-            raise SegmentationFault(a, f"{'write' if write else 'read'} not allowed by {vma.perms}")
         seg_end = min((last + 1) << ps, vma.vm_end)
+        if not access_permitted(mm, vma, write):
+            if not write and mm.era.read_permitted(vma, True):
+                # only a page with no pte faults; present ones read fine
+                hole = next(iter(mm.pt.ptes.gaps(page, seg_end >> ps)), None)
+                if hole is None:
+                    page = seg_end >> ps
+                    continue
+                a = hole[0] << ps
+            raise SegmentationFault(a, f"{'write' if write else 'read'} not allowed by {vma.perms}")
         handle_range_fault(mm, vma, a, seg_end, write)
         page = seg_end >> ps

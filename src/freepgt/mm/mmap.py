@@ -72,6 +72,7 @@ def do_vmi_munmap(mm: "MM", start: int, end: int) -> None:
     nxt = mm.vmas.next(vmas[-1])
     for v in vmas:
         mm.vmas.remove(v)
+        mm.era.unmap_area(mm, v)
     unmap_region(mm, vmas, prev, nxt, start, end)
 
 
@@ -87,21 +88,33 @@ def do_munmap(mm: "MM", start: int, length: int) -> None:
 
 
 def get_unmapped_area(mm: "MM", addr: int, length: int, fixed: bool) -> int:
-    """``get_unmapped_area``: the hint if the whole range is free, else top-down placement."""
+    """``get_unmapped_area``: a fixed address, a usable hint, or the era's own placement.
+
+    A fixed range is checked against TASK_SIZE before its alignment, as the
+    kernel does.  A hint is used if the whole range is free.
+    """
     g = mm.geom
+    era = mm.era
+    ps = g.page_size
     if length > g.task_size:
         raise syscall_error(errno.ENOMEM, "mmap: length above TASK_SIZE")
     if fixed:
-        if addr & (g.page_size - 1):
-            raise syscall_error(errno.EINVAL, f"mmap: fixed address {addr:#x} not page aligned")
         if addr > g.task_size - length:
             raise syscall_error(errno.ENOMEM, f"mmap: fixed range {addr:#x}+{length:#x} above TASK_SIZE")
+        if addr & (ps - 1):
+            raise syscall_error(errno.EINVAL, f"mmap: fixed address {addr:#x} not page aligned")
         return addr
     if addr:
-        addr = addr & ~(g.page_size - 1)
-        if g.task_size - length >= addr and addr >= g.page_size * 16 and mm.vmas.is_free(addr, addr + length):
+        addr = era.round_hint(g, addr)
+        if addr and g.task_size - length >= addr and mm.vmas.is_free(addr, addr + length):
             return addr
-    low = max(g.page_size * 16, g.first_user_address)
+    return era.place_mapping(mm, length)
+
+
+def place_top_down(mm: "MM", length: int) -> int:
+    """``unmapped_area_topdown``: the highest free gap below ``mmap_base``."""
+    g = mm.geom
+    low = max(mm.era.mmap_min_addr, g.first_user_address, g.page_size)
     high = mm.mmap_base
     cache = mm.topdown_cache
     if cache is not None and length >= cache[0]:
@@ -119,25 +132,57 @@ def get_unmapped_area(mm: "MM", addr: int, length: int, fixed: bool) -> int:
     return found
 
 
+def place_bottom_up(mm: "MM", length: int) -> int:
+    """Legacy ``arch_get_unmapped_area``: first fit upwards from ``free_area_cache``.
+
+    The search starts where the last one ended (``free_area_cache``, first
+    TASK_UNMAPPED_BASE) and starts over from TASK_UNMAPPED_BASE once if
+    nothing fits above.
+    """
+    g = mm.geom
+    begin = mm.era.task_unmapped_base(g)
+    end = g.task_size
+    addr = mm.free_area_cache if mm.free_area_cache is not None else begin
+    start_addr = addr
+    while True:
+        i = mm.vmas.find_index(addr)
+        vmas = mm.vmas.all()
+        while True:
+            if end - length < addr:
+                break
+            vma = vmas[i] if i < len(vmas) else None
+            if vma is None or addr + length <= vma.vm_start:
+                mm.free_area_cache = addr + length
+                return addr
+            addr = vma.vm_end
+            i += 1
+        if start_addr == begin:
+            raise syscall_error(errno.ENOMEM, "mmap: no room for the mapping")
+        start_addr = addr = begin
+
+
 def do_mmap(mm: "MM", addr: int, length: int, prot: str, flags: frozenset[str] | set[str],
             file: MappedObject | None = None, offset: int = 0) -> int:
     """``mmap(2)``: map and return the address, or raise OSError with Linux's errno.
 
-    ``flags`` holds the ops-format names: exactly one of ``private``/``shared``,
-    any of ``anon``, ``fixed``, ``fixed_noreplace``, ``noreserve``, ``populate``.
+    ``flags`` holds the ops-format names: ``private`` and/or ``shared``
+    (both is MAP_SHARED_VALIDATE, a shared file mapping in eras that know
+    it), any of ``anon``, ``fixed``, ``fixed_noreplace``, ``noreserve``,
+    ``populate``.  The checks come in the kernel's order, so the errno is
+    the one Linux gives first.
     """
     mm.check_alive()
     g = mm.geom
+    era = mm.era
     flags = frozenset(flags)
     unknown = flags - MAP_FLAGS
-    if unknown or ("private" in flags) == ("shared" in flags):
-        raise syscall_error(errno.EINVAL, f"mmap: bad flags {sorted(flags)}")
-    if "fixed_noreplace" in flags and not mm.era.map_fixed_noreplace:
+    if unknown:
+        raise syscall_error(errno.EINVAL, f"mmap: unknown flags {sorted(unknown)}")
+    if "fixed_noreplace" in flags and not era.map_fixed_noreplace:
         flags = flags - {"fixed_noreplace"}
     anon = "anon" in flags
     if anon:
         file = None
-        offset = 0
     elif file is None:
         raise syscall_error(errno.EBADF, "mmap: no file for a file mapping")
     if len(prot) != 3 or any(c not in ok for c, ok in zip(prot, ("r-", "w-", "x-"))):
@@ -146,11 +191,11 @@ def do_mmap(mm: "MM", addr: int, length: int, prot: str, flags: frozenset[str] |
         raise syscall_error(errno.EINVAL, f"mmap: offset {offset:#x} not page aligned")
     if length == 0:
         raise syscall_error(errno.EINVAL, "mmap: zero length")
-    length = page_align(mm, length)
-    if length == 0 or length > g.task_size:
+    length = g.u(page_align(mm, length))
+    if length == 0:
         raise syscall_error(errno.ENOMEM, "mmap: length too large")
     pgoff = offset >> g.page_shift
-    if pgoff + (length >> g.page_shift) >= 1 << (g.word_bits - g.page_shift) and not anon:
+    if g.u(pgoff + (length >> g.page_shift)) < pgoff:
         raise syscall_error(errno.EOVERFLOW, "mmap: offset + length overflows")
     if mm.map_count > mm.max_map_count:
         raise syscall_error(errno.ENOMEM, "mmap: max_map_count reached")
@@ -159,13 +204,23 @@ def do_mmap(mm: "MM", addr: int, length: int, prot: str, flags: frozenset[str] |
     end = addr + length
     if "fixed_noreplace" in flags and not mm.vmas.is_free(addr, end):
         raise syscall_error(errno.EEXIST, f"mmap: [{addr:#x}, {end:#x}) is already mapped")
+    if file is not None and not isinstance(file, Device):
+        # file_mmap_ok: the mapping must end below MAX_LFS_FILESIZE
+        maxsize = (1 << 63) - 1
+        if length > maxsize or pgoff > (maxsize - length) >> g.page_shift:
+            raise syscall_error(errno.EOVERFLOW, "mmap: offset + length past the largest file")
+    private, shared = "private" in flags, "shared" in flags
+    if private and shared and not anon and era.map_shared_validate:
+        private = False  # MAP_SHARED_VALIDATE: a shared mapping
+    if private == shared:
+        raise syscall_error(errno.EINVAL, "mmap: exactly one of private and shared")
 
     vm_flags = prot_to_flags(prot) | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC
-    shared = "shared" in flags
     if shared:
         vm_flags |= VM_SHARED | VM_MAYSHARE
     if "noreserve" in flags:
-        vm_flags |= VM_NORESERVE
+        if era.vm_noreserve:
+            vm_flags |= VM_NORESERVE
     elif not shared and vm_flags & VM_WRITE:
         vm_flags |= VM_ACCOUNT
     if isinstance(file, Device):
@@ -189,7 +244,7 @@ def do_mmap(mm: "MM", addr: int, length: int, prot: str, flags: frozenset[str] |
     else:
         vma = mm.insert_vma(vma)
     if "populate" in flags:
-        mm.era.populate(mm, vma, addr, end)
+        era.populate(mm, vma, addr, end)
     return addr
 
 
@@ -207,8 +262,7 @@ def mmap_device(mm: "MM", vma: Vma, dev: Device) -> None:
         mm.pt.map_pages(vma.vm_start >> g.page_shift, vma.vm_end >> g.page_shift, PTE_PFN)
     if dev.fail is not None:
         prev, nxt = mm.vmas.neighbours(vma.vm_start, vma.vm_end)
-        if vma.vm_flags & VM_ACCOUNT:
-            mm.committed -= vma.pages(g.page_shift)
+        # the charge goes back through unmap_region's unmap_vmas
         mm.era.mmap_driver_failed(mm, vma, prev, nxt)
         raise syscall_error(dev.fail, f"mmap: driver {dev.name} failed")
 
