@@ -77,6 +77,9 @@ class Era:
     every_split_checks_map_count = False
     #: the child's vmas join the parent's anon_vma instead of a new one
     fork_shares_anon_vma = False
+    #: 2.6's brk: do_brk merges with any vma ending at the break, and a
+    #: shrink over nothing still moves the break
+    brk_legacy = False
     #: do_mremap of the 2.6 era: resize before looking at the vma
     legacy_mremap = False
 

@@ -46,6 +46,7 @@ class Linux2612(Era):
     every_split_checks_map_count = True
     fork_shares_anon_vma = True
     legacy_mremap = True
+    brk_legacy = True
 
     def round_hint(self, geom, addr: int) -> int:
         # arch_get_unmapped_area: addr = PAGE_ALIGN(addr)

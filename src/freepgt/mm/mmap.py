@@ -10,7 +10,7 @@ from ..pagetable import PTE_PFN
 from ..vma import (
     VM_ACCOUNT, VM_DONTEXPAND, VM_IO, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE,
     VM_NORESERVE, VM_PFNMAP, VM_SHARED, VM_WRITE, Device, MappedObject, Shmem, Vma,
-    prot_to_flags,
+    is_mergeable, prot_to_flags,
 )
 from .memory import unmap_vmas
 
@@ -47,17 +47,25 @@ def split_for_range(mm: "MM", start: int, end: int) -> list[Vma]:
     vmas = mm.vmas.overlapping(start, end)
     if not vmas:
         return []
-    extra = 0
-    if vmas[0].vm_start < start:
-        extra += 1
-    if vmas[-1].vm_end > end:
-        extra += 1
-    if extra == 2 and len(vmas) == 1 and mm.map_count >= mm.max_map_count:
+    head = vmas[0].vm_start < start
+    tail = vmas[-1].vm_end > end
+    every = mm.era.every_split_checks_map_count
+
+    def refuse() -> None:
         raise syscall_error(errno.ENOMEM, "munmap: splitting would pass max_map_count")
-    if vmas[0].vm_start < start:
-        upper = mm.split_vma(vmas[0], start)
-        vmas[0] = upper
-    if vmas[-1].vm_end > end:
+
+    # 6.x checks once, for a hole punched in one vma (the count may go just
+    # above the limit otherwise); 2.6's split_vma checks every split, and a
+    # first split that succeeded stays
+    if not every and head and tail and len(vmas) == 1 and mm.map_count >= mm.max_map_count:
+        refuse()
+    if head:
+        if every and mm.map_count >= mm.max_map_count:
+            refuse()
+        vmas[0] = mm.split_vma(vmas[0], start)
+    if tail:
+        if every and mm.map_count >= mm.max_map_count:
+            refuse()
         mm.split_vma(vmas[-1], end)
     return vmas
 
@@ -279,6 +287,9 @@ def do_brk(mm: "MM", brk: int) -> int:
         mm.brk = brk
         return brk
     if brk <= mm.brk:
+        if not mm.era.brk_legacy and not mm.vmas.overlapping(newbrk, oldbrk):
+            # 6.x: nothing of the heap there to give back, so the call is refused
+            return mm.brk
         do_vmi_munmap(mm, newbrk, oldbrk)
         mm.brk = brk
         return brk
@@ -292,6 +303,17 @@ def do_brk(mm: "MM", brk: int) -> int:
     vm_flags = prot_to_flags("rw-") | VM_MAYREAD | VM_MAYWRITE | VM_MAYEXEC | VM_ACCOUNT
     vma = Vma(oldbrk, newbrk, vm_flags, None, oldbrk >> g.page_shift)
     mm.committed += (newbrk - oldbrk) >> g.page_shift
-    mm.insert_vma(vma)
+    if mm.era.brk_legacy:
+        # 2.6's do_brk: vma_merge with whatever ends at the old break
+        mm.insert_vma(vma)
+    else:
+        # do_brk_flags extends only the heap's own vma (one at or above
+        # start_brk); anything else below, bss included, stays apart
+        prev = mm.vmas.below(oldbrk)
+        if (prev is not None and prev.vm_end == oldbrk and prev.vm_start >= mm.start_brk
+                and is_mergeable(prev, vma, g.page_shift)):
+            prev.vm_end = newbrk
+        else:
+            mm.vmas.insert(vma)
     mm.brk = brk
     return brk

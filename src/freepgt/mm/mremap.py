@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import syscall_error
 from ..vma import VM_ACCOUNT, VM_DONTEXPAND, VM_MAYSHARE, VM_PFNMAP, VM_SHARED, Vma
-from .mmap import do_vmi_munmap, get_unmapped_area, page_align
+from .mmap import do_munmap, do_vmi_munmap, get_unmapped_area, page_align
 
 if TYPE_CHECKING:
     from .core import MM
@@ -30,6 +30,8 @@ def do_mremap(mm: "MM", addr: int, old_len: int, new_len: int,
     g = mm.geom
     era = mm.era
     flags = frozenset(flags)
+    if era.legacy_mremap:
+        return _do_mremap_legacy(mm, addr, old_len, new_len, flags, new_addr)
     if flags - MREMAP_FLAGS or ("dontunmap" in flags and not era.mremap_dontunmap):
         raise syscall_error(errno.EINVAL, f"mremap: bad flags {sorted(flags)}")
     fixed = "fixed" in flags
@@ -41,8 +43,8 @@ def do_mremap(mm: "MM", addr: int, old_len: int, new_len: int,
         raise syscall_error(errno.EINVAL, "mremap: dontunmap cannot resize")
     if addr & (g.page_size - 1):
         raise syscall_error(errno.EINVAL, f"mremap: {addr:#x} not page aligned")
-    old_len = page_align(mm, old_len)
-    new_len = page_align(mm, new_len)
+    old_len = g.u(page_align(mm, old_len))
+    new_len = g.u(page_align(mm, new_len))
     if new_len == 0:
         raise syscall_error(errno.EINVAL, "mremap: new length 0")
     if new_len > g.task_size:
@@ -74,7 +76,8 @@ def do_mremap(mm: "MM", addr: int, old_len: int, new_len: int,
     if old_len == new_len:
         return addr
     if new_len < old_len:
-        do_vmi_munmap(mm, addr + new_len, addr + old_len)
+        # the tail goes through munmap's own checks (TASK_SIZE, wrap)
+        do_munmap(mm, addr + new_len, old_len - new_len)
         return addr
     _check_prep(mm, vma, addr, old_len, new_len, dontunmap)
     # grow
@@ -96,6 +99,69 @@ def do_mremap(mm: "MM", addr: int, old_len: int, new_len: int,
         raise syscall_error(errno.ENOMEM, "mremap: cannot grow in place")
     dest = get_unmapped_area(mm, 0, new_len, False)
     return _move_vma(mm, vma, addr, old_len, new_len, dest, dontunmap=False)
+
+
+def _do_mremap_legacy(mm: "MM", addr: int, old_len: int, new_len: int,
+                      flags: frozenset[str], new_addr: int | None) -> int:
+    """2.6-era ``do_mremap``: a fixed target is unmapped and a shrink done before the vma is looked at.
+
+    Same-size and shrinking calls return ``addr`` without a vma; growth in
+    place does not merge; ``old_len`` 0 is allowed on any mapping; a move
+    without ``fixed`` asks ``get_unmapped_area`` for room.
+    """
+    g = mm.geom
+    if flags - {"maymove", "fixed"}:
+        raise syscall_error(errno.EINVAL, f"mremap: bad flags {sorted(flags)}")
+    fixed = "fixed" in flags
+    maymove = "maymove" in flags
+    if addr & (g.page_size - 1):
+        raise syscall_error(errno.EINVAL, f"mremap: {addr:#x} not page aligned")
+    old_len = g.u(page_align(mm, old_len))
+    new_len = g.u(page_align(mm, new_len))
+    if new_len == 0:
+        raise syscall_error(errno.EINVAL, "mremap: new length 0")
+    target = new_addr or 0
+    if fixed:
+        if target & (g.page_size - 1):
+            raise syscall_error(errno.EINVAL, f"mremap: new address {target:#x} not page aligned")
+        if not maymove:
+            raise syscall_error(errno.EINVAL, "mremap: fixed needs maymove")
+        if new_len > g.task_size or target > g.task_size - new_len:
+            raise syscall_error(errno.EINVAL, "mremap: new range above TASK_SIZE")
+        if (target <= addr < target + new_len) or (addr <= target < addr + old_len):
+            raise syscall_error(errno.EINVAL, "mremap: old and new ranges overlap")
+        do_munmap(mm, target, new_len)
+    if old_len >= new_len:
+        try:
+            do_munmap(mm, addr + new_len, old_len - new_len)
+        except OSError:
+            if old_len != new_len:
+                raise
+        if not fixed or target == addr:
+            return addr
+        old_len = new_len
+    vma = mm.vmas.vma_lookup(addr)
+    if vma is None:
+        raise syscall_error(errno.EFAULT, f"mremap: {addr:#x} is not mapped")
+    if old_len > vma.vm_end - addr:
+        raise syscall_error(errno.EFAULT, "mremap: old range passes the end of the vma")
+    if vma.vm_flags & VM_DONTEXPAND and new_len > old_len:
+        raise syscall_error(errno.EFAULT, "mremap: cannot grow a pfn mapping")
+    if (old_len == vma.vm_end - addr and not (fixed and addr != target)
+            and (old_len != new_len or not maymove)):
+        nxt = mm.vmas.next(vma)
+        max_addr = nxt.vm_start if nxt is not None else g.task_size
+        if max_addr - addr >= new_len:
+            # vma_adjust: grow in place, no merge with the next vma
+            if vma.vm_flags & VM_ACCOUNT:
+                mm.committed += (new_len - old_len) >> g.page_shift
+            vma.vm_end = addr + new_len
+            return addr
+    if not maymove:
+        raise syscall_error(errno.ENOMEM, "mremap: cannot grow in place")
+    if not fixed:
+        target = get_unmapped_area(mm, 0, new_len, False)
+    return _move_vma(mm, vma, addr, old_len, new_len, target, dontunmap=False)
 
 
 def _check_prep(mm: "MM", vma: Vma, addr: int, old_len: int, new_len: int, dontunmap: bool,
@@ -165,6 +231,9 @@ def _move_vma(mm: "MM", vma: Vma, old_addr: int, old_len: int, new_len: int, new
     """``move_vma``: copy_vma at new_addr, move the page tables, unmap the old range."""
     g = mm.geom
     ps = g.page_shift
+    if mm.map_count >= mm.max_map_count - 3:
+        # prep_move_vma: the final munmap may split one vma into three
+        raise syscall_error(errno.ENOMEM, "mremap: too close to max_map_count to move")
     # the source is not split here: the final munmap of the old range does
     # that, and with dontunmap the source vma stays whole
     new_pgoff = vma.vm_pgoff + ((old_addr - vma.vm_start) >> ps)
@@ -194,7 +263,10 @@ def _move_vma(mm: "MM", vma: Vma, old_addr: int, old_len: int, new_len: int, new
             # (a later mapping beside it may merge with it)
             vma.anon_vma = None
         return new_addr
+    # VM_ACCOUNT is hidden from this munmap: the reservation moved with the vma
+    committed = mm.committed
     do_vmi_munmap(mm, old_addr, old_addr + old_len)
+    mm.committed = committed
     return new_addr
 
 
