@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import BusError, SegmentationFault
-from ..pagetable import PTE_ANON, PTE_FILE, PTE_PFN, PTE_ZERO
+from ..pagetable import PTE_ANON, PTE_FILE, PTE_ZERO
 from ..tlb import MmuGather
 from ..vma import (
     VM_ACCOUNT, VM_EXEC, VM_MAYSHARE, VM_PFNMAP, VM_READ, VM_RWX, VM_SHARED, VM_WRITE, AnonVma, Vma,
@@ -165,7 +165,6 @@ def free_pgd_range(mm: "MM", tlb: MmuGather, addr: int, end: int, floor: int, ce
             continue
         if name in pt.prealloc:
             continue
-        span = 1 << shift
         for a, b in pt.tables[name].spans(lo, hi):
             a, b = max(a, lo), min(b, hi)
             for f_lo, f_hi in _freeable(g, addr, end, floor, ceiling, shift, a, b, hi):
