@@ -26,7 +26,7 @@ from .mm.core import MM
 from .mm.exit import ExitReport, exit_mmap
 from .mm.fork import dup_mmap
 from .mm.madvise import do_madvise
-from .mm.memory import populate_range, touch
+from .mm.memory import touch
 from .mm.mmap import do_brk, do_mmap, do_munmap
 from .mm.mprotect import do_mprotect
 from .mm.mremap import do_mremap
@@ -191,12 +191,6 @@ class Process:
         if last_end:
             self.mm.start_brk = self.mm.brk = last_end
         return report
-
-    def populate(self, addr: int, length: int) -> None:
-        """Fault in [addr, addr+length) as MAP_POPULATE would (``mm_populate``)."""
-        for vma in self.mm.vmas.overlapping(addr, addr + length):
-            populate_range(self.mm, vma, max(addr, vma.vm_start), min(addr + length, vma.vm_end))
-        self._done()
 
     # --- what can be seen ----------------------------------------------------------
     @property

@@ -129,20 +129,16 @@ class MM:
             self._absorb(prev, vma)
             return prev
         if can_next:
-            self._absorb_down(vma, nxt)
+            self._absorb(vma, nxt)
             return vma
         return vma
 
     def _absorb(self, lower: Vma, upper: Vma) -> None:
-        """Extend ``lower`` over ``upper`` and drop ``upper``."""
+        """Extend ``lower`` over ``upper`` and drop ``upper`` (lower keeps its start and pgoff)."""
         self.vmas.remove(upper)
         lower.vm_end = upper.vm_end
         if lower.anon_vma is None:
             lower.anon_vma = upper.anon_vma
-
-    def _absorb_down(self, lower: Vma, upper: Vma) -> None:
-        """Extend ``lower`` over ``upper`` (lower keeps its start and pgoff)."""
-        self._absorb(lower, upper)
 
     def insert_vma(self, vma: Vma) -> Vma:
         """Link a new vma and merge it with its neighbours when allowed."""

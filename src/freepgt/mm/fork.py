@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from ..vma import VM_DONTCOPY, AnonVma
 from .core import MM
-
-if TYPE_CHECKING:
-    pass
 
 
 def dup_mmap(parent: MM) -> MM:
     """The child's mm: every vma but VM_DONTCOPY, page tables where the era copies them.
 
     ``copy_page_range`` gives the child a table wherever the parent has one
-    over a copied vma (empty tables included) and the ptes in it.  Each
-    copied vma with an anon_vma gets a new anon_vma of its own.
+    over a copied vma (empty tables included) and the ptes in it.  A copied
+    vma with an anon_vma gets a new one of its own (``anon_vma_fork``), or
+    in eras before it shares the parent's (``anon_vma_link``).
     """
     parent.check_alive()
     child = MM(parent.era, parent.geom)
