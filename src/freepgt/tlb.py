@@ -66,13 +66,17 @@ class MmuGather:
         """
         self._track(start, end)
         total = self.nr + n
-        flushed = False
-        while total >= self.batch_limit:
-            # the batch filled: tlb_flush_mmu, then go on queueing
-            total -= self.batch_limit
+        fills, total = divmod(total, self.batch_limit)
+        flushed = fills > 0
+        if fills:
+            # the batch filled (fills times): tlb_flush_mmu each time; the
+            # first flush takes the pending range, the later ones none
             self.need_flush = True
             self.flush_mmu()
-            flushed = True
+            st = self.stats
+            st.flushes += fills - 1
+            if self.fullmm:
+                st.fullmm_flushes += fills - 1
         self.nr = total
         if total or not flushed:
             self.need_flush = True
