@@ -41,12 +41,7 @@ def do_mremap(mm: "MM", addr: int, old_len: int, new_len: int,
         raise syscall_error(errno.EINVAL, "mremap: fixed/dontunmap need maymove")
     if dontunmap and old_len != new_len:
         raise syscall_error(errno.EINVAL, "mremap: dontunmap cannot resize")
-    if addr & (g.page_size - 1):
-        raise syscall_error(errno.EINVAL, f"mremap: {addr:#x} not page aligned")
-    old_len = g.u(page_align(mm, old_len))
-    new_len = g.u(page_align(mm, new_len))
-    if new_len == 0:
-        raise syscall_error(errno.EINVAL, "mremap: new length 0")
+    old_len, new_len = _lengths(mm, addr, old_len, new_len)
     if new_len > g.task_size:
         raise syscall_error(errno.EINVAL, "mremap: new length above TASK_SIZE")
     target = None
@@ -101,6 +96,18 @@ def do_mremap(mm: "MM", addr: int, old_len: int, new_len: int,
     return _move_vma(mm, vma, addr, old_len, new_len, dest, dontunmap=False)
 
 
+def _lengths(mm: "MM", addr: int, old_len: int, new_len: int) -> tuple[int, int]:
+    """The checks every era makes first: an aligned address, page-rounded lengths, new_len > 0."""
+    g = mm.geom
+    if addr & (g.page_size - 1):
+        raise syscall_error(errno.EINVAL, f"mremap: {addr:#x} not page aligned")
+    old_len = g.u(page_align(mm, old_len))
+    new_len = g.u(page_align(mm, new_len))
+    if new_len == 0:
+        raise syscall_error(errno.EINVAL, "mremap: new length 0")
+    return old_len, new_len
+
+
 def _do_mremap_legacy(mm: "MM", addr: int, old_len: int, new_len: int,
                       flags: frozenset[str], new_addr: int | None) -> int:
     """2.6-era ``do_mremap``: a fixed target is unmapped and a shrink done before the vma is looked at.
@@ -114,12 +121,7 @@ def _do_mremap_legacy(mm: "MM", addr: int, old_len: int, new_len: int,
         raise syscall_error(errno.EINVAL, f"mremap: bad flags {sorted(flags)}")
     fixed = "fixed" in flags
     maymove = "maymove" in flags
-    if addr & (g.page_size - 1):
-        raise syscall_error(errno.EINVAL, f"mremap: {addr:#x} not page aligned")
-    old_len = g.u(page_align(mm, old_len))
-    new_len = g.u(page_align(mm, new_len))
-    if new_len == 0:
-        raise syscall_error(errno.EINVAL, "mremap: new length 0")
+    old_len, new_len = _lengths(mm, addr, old_len, new_len)
     target = new_addr or 0
     if fixed:
         if target & (g.page_size - 1):
