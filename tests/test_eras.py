@@ -117,3 +117,22 @@ def test_2_6_12_bug_on_orphan_at_exit():
     with pytest.raises(KernelBug) as e:
         p.exit()
     assert "nr_ptes" in str(e.value) and "nr_ptes is 1" in str(e.value)
+
+
+def test_python_arguments_are_unsigned_words():
+    # a negative value is what a C caller's unsigned long would hold
+    p = Process()
+    with pytest.raises(OSError) as e:
+        p.munmap(-4096, 4096)                      # 0xfffffffffffff000: above TASK_SIZE
+    assert e.value.errno == errno.EINVAL
+    with pytest.raises(OSError) as e:
+        p.mmap(-4096, 4096, "rw-", "private,anon,fixed")
+    assert e.value.errno == errno.ENOMEM
+    with pytest.raises(ValueError, match="64-bit word"):
+        p.mmap(1 << 64, 4096, "rw-", "private,anon,fixed")
+    with pytest.raises(TypeError):
+        p.mmap("0x1000", 4096)
+    i386 = Process(arch="i386")
+    with pytest.raises(ValueError, match="32-bit word"):
+        i386.mmap(1 << 32, 4096, "rw-", "private,anon,fixed")
+    assert p.vmas() == [] and i386.vmas() == []

@@ -109,6 +109,15 @@ class Process:
 
             check_mm(self.mm)
 
+    def _word(self, what: str, value: int) -> int:
+        """An argument as the kernel sees an ``unsigned long`` (negative values wrap, as from C)."""
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+        bits = self.geom.word_bits
+        if not -(1 << (bits - 1)) <= value < 1 << bits:
+            raise ValueError(f"{what} {value:#x} does not fit in a {bits}-bit word")
+        return value & self.geom.mask
+
     def _run(self, fn: Callable, *args):
         try:
             return fn(*args)
@@ -122,34 +131,44 @@ class Process:
             if file not in self.files:
                 raise ValueError(f"mmap: no file named {file!r}; declare it first with Process.file()")
             file = self.files[file]
+        addr, length, offset = (self._word(n, v) for n, v in (("mmap: addr", addr), ("mmap: length", length),
+                                                               ("mmap: offset", offset)))
         return self._run(do_mmap, self.mm, addr, length, prot, _flagset(flags), file, offset)
 
     def munmap(self, addr: int, length: int) -> None:
         """``munmap(2)``."""
-        self._run(do_munmap, self.mm, addr, length)
+        self._run(do_munmap, self.mm, self._word("munmap: addr", addr), self._word("munmap: length", length))
 
     def mprotect(self, addr: int, length: int, prot: str) -> None:
         """``mprotect(2)``."""
-        self._run(do_mprotect, self.mm, addr, length, prot)
+        self._run(do_mprotect, self.mm, self._word("mprotect: addr", addr),
+                  self._word("mprotect: length", length), prot)
 
     def madvise(self, addr: int, length: int, advice: str = "dontneed") -> None:
         """``madvise(2)``; advice ``dontneed``."""
-        self._run(do_madvise, self.mm, addr, length, advice)
+        self._run(do_madvise, self.mm, self._word("madvise: addr", addr),
+                  self._word("madvise: length", length), advice)
 
     def mremap(self, old: int, old_len: int, new_len: int, flags: str | Iterable[str] = (),
                new_addr: int | None = None) -> int:
         """``mremap(2)``; flags from ``maymove``, ``fixed``, ``dontunmap``."""
+        old, old_len, new_len = (self._word(n, v) for n, v in (("mremap: old", old), ("mremap: old_len", old_len),
+                                                                ("mremap: new_len", new_len)))
+        if new_addr is not None:
+            new_addr = self._word("mremap: new_addr", new_addr)
         return self._run(do_mremap, self.mm, old, old_len, new_len, _flagset(flags), new_addr)
 
     def brk(self, addr: int) -> int:
         """``brk(2)``: returns the new break (the old one if the move was refused)."""
-        return self._run(do_brk, self.mm, addr)
+        return self._run(do_brk, self.mm, self._word("brk: addr", addr))
 
     def touch(self, addr: int, length: int, access: str = "r") -> None:
         """Read (``r``) or write (``w``) ``addr`` and the start of every following page of the range."""
         if access not in ("r", "w"):
             raise ValueError(f"touch: access must be 'r' or 'w', not {access!r}")
         self.mm.check_alive()
+        # a range running past TASK_SIZE meets SIGSEGV at the first unmapped page
+        addr, length = self._word("touch: addr", addr), self._word("touch: length", length)
         self._run(touch, self.mm, addr, length, access == "w")
 
     def fork(self) -> "Process":
