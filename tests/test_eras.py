@@ -136,3 +136,14 @@ def test_python_arguments_are_unsigned_words():
     with pytest.raises(ValueError, match="32-bit word"):
         i386.mmap(1 << 32, 4096, "rw-", "private,anon,fixed")
     assert p.vmas() == [] and i386.vmas() == []
+
+
+def test_every_era_sets_every_switch():
+    # an era module is a complete list of switches, not a diff from the base
+    from freepgt.eras.base import Era
+
+    switches = {k for k, v in vars(Era).items()
+                if not k.startswith("_") and not callable(v) and k not in ("name", "description")}
+    for name in era_names():
+        era = type(get_era(name))
+        assert switches <= set(vars(era)), (name, sorted(switches - set(vars(era))))

@@ -22,7 +22,12 @@ if TYPE_CHECKING:
 
 
 class Era:
-    """Base era: the seed's vma-list freeing, shared by 2.6.12 and later."""
+    """Base era: the seed's vma-list freeing, shared by 2.6.12 and later.
+
+    The class attributes are the switches; each era module sets every one
+    of them, so a new era reads as a complete list, not as a difference
+    from whatever the base happens to say.
+    """
 
     name = "base"
     description = ""

@@ -47,6 +47,15 @@ class Linux2612(Era):
     fork_shares_anon_vma = True
     legacy_mremap = True
     brk_legacy = True
+    pt_reclaim = False
+    fault_around = False
+    mremap_moves_tables = False
+    mremap_realign = False
+    mremap_dontunmap = False
+    mremap_multi_vma = False
+    mremap_expand_merges = False
+    map_fixed_noreplace = False
+    mprotect_unaccounts = False
 
     def round_hint(self, geom, addr: int) -> int:
         # arch_get_unmapped_area: addr = PAGE_ALIGN(addr)

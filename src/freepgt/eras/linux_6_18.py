@@ -37,6 +37,17 @@ class Linux618(Era):
     mremap_multi_vma = True
     mremap_expand_merges = True
     vmpte_levels = ("pud", "pmd", "pte")
+    zap_block_pages = None
+    mmap_min_addr = 65536
+    map_shared_validate = True
+    vm_noreserve = True
+    madvise_dontneed_pfnmap = False
+    sigbus_allocates_pte = False
+    cow_prepares_anon_vma_first = True
+    every_split_checks_map_count = False
+    fork_shares_anon_vma = False
+    legacy_mremap = False
+    brk_legacy = False
 
     def reclaims_pt(self, geom) -> bool:
         # only x86_64 selects ARCH_SUPPORTS_PT_RECLAIM ("x86: select
