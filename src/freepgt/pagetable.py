@@ -192,7 +192,3 @@ class PageTables:
             for a, b, v in runs:
                 self.tables[lvl].set(a + d, b + d, v)
         self.move_ptes(old_addr, old_addr + span, new_addr)
-
-    def snapshot(self) -> dict[str, list[tuple[int, int]]]:
-        """Every level's present table-index runs, for checks and reports."""
-        return {name: [(a, b) for a, b, _ in self.tables[name].runs()] for name in self.levels}

@@ -65,9 +65,6 @@ class RunMap:
         """How many integers of ``[lo, hi)`` are covered."""
         return sum(b - a for a, b, _ in self.runs(lo, hi))
 
-    def count_value(self, lo: int, hi: int, value: object) -> int:
-        return sum(b - a for a, b, v in self.runs(lo, hi) if v == value)
-
     def get(self, x: int, default: object = None) -> object:
         i = bisect_right(self._s, x) - 1
         if i >= 0 and self._e[i] > x:
@@ -94,9 +91,6 @@ class RunMap:
         if i == len(self._s):
             return None
         return max(self._s[i], x)
-
-    def first(self) -> int | None:
-        return self._s[0] if self._s else None
 
     def last(self) -> int | None:
         """The largest covered integer, or None."""
@@ -166,14 +160,6 @@ class RunMap:
             self.set(a, b, value)
             new += b - a
         return new
-
-    def copy(self) -> "RunMap":
-        other = RunMap()
-        other._s = list(self._s)
-        other._e = list(self._e)
-        other._v = list(self._v)
-        other.totals = dict(self.totals)
-        return other
 
     def clear(self) -> None:
         self._s.clear(); self._e.clear(); self._v.clear(); self.totals.clear()

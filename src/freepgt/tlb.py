@@ -21,16 +21,12 @@ class TlbStats:
     #: range that was unmapped under it).
     flushed_bytes: int = 0
     fullmm_flushes: int = 0
+    #: Normal pages (anonymous or page cache) handed to the gather; the zero
+    #: page and raw pfns never go through it.
     pages_freed: int = 0
     tables_freed: dict[str, int] = field(default_factory=dict)
     #: The last few flushed ranges, newest last, for reports.
     recent_ranges: list[tuple[int, int]] = field(default_factory=list)
-
-    def copy(self) -> "TlbStats":
-        return TlbStats(
-            self.flushes, self.flushed_bytes, self.fullmm_flushes, self.pages_freed,
-            dict(self.tables_freed), list(self.recent_ranges),
-        )
 
 
 RECENT_RANGES = 16

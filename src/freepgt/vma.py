@@ -136,9 +136,6 @@ class Vma:
         self.vm_pgoff = vm_pgoff
         self.anon_vma = anon_vma
 
-    def pages(self, page_shift: int = 12) -> int:
-        return (self.vm_end - self.vm_start) >> page_shift
-
     @property
     def is_anonymous(self) -> bool:
         """``vma_is_anonymous``: private anonymous (shared anon has a shmem file)."""
@@ -282,9 +279,6 @@ class VmaSet:
 
     def all(self) -> list[Vma]:
         return list(self._vmas)
-
-    def first(self) -> Vma | None:
-        return self._vmas[0] if self._vmas else None
 
     def gaps_top_down(self, low: int, high: int, length: int) -> int | None:
         """Highest start of a free range of ``length`` inside [low, high), or None.

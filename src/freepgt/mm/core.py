@@ -60,8 +60,6 @@ class MM:
 
     def alloc_tables(self, start: int, end: int, down_to: str = "pte") -> None:
         """Allocate the tables a fault over [start, end) needs, counting them."""
-        if not down_to:
-            return
         for name, n in self.pt.alloc(start, end, down_to).items():
             self.nr_tables[name] += n
             self.stats["tables_allocated"] += n

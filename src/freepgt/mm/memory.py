@@ -231,12 +231,12 @@ def unmap_vmas(mm: "MM", tlb: MmuGather, vmas: list[Vma], start: int, end: int) 
         if not block:
             zap_range(mm, tlb, vma, s, e)
             continue
-        _zap_in_blocks(mm, tlb, vma, s, e, done, block)
+        _zap_in_blocks(mm, tlb, s, e, done, block)
         done += e - s
     return nr_accounted
 
 
-def _zap_in_blocks(mm: "MM", tlb: MmuGather, vma: Vma, s: int, e: int, done: int, block: int) -> None:
+def _zap_in_blocks(mm: "MM", tlb: MmuGather, s: int, e: int, done: int, block: int) -> None:
     """Zap [s, e) block by block, finishing the gather at each block's end.
 
     ``done`` is how far into the current run of blocks ``s`` lies.  Only
