@@ -12,7 +12,7 @@ K, M, G = 1 << 10, 1 << 20, 1 << 30
 
 
 def test_era_registry():
-    assert era_names() == ["linux-2.6.12", "linux-6.18"]
+    assert era_names() == ["linux-2.6.10", "linux-2.6.11", "linux-2.6.12-rc", "linux-2.6.12", "linux-6.18"]
     assert get_era("linux-6.18").name == "linux-6.18"
     with pytest.raises(ValueError, match="unknown era"):
         get_era("linux-2.4.0")

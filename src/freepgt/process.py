@@ -84,7 +84,7 @@ class Process:
     def __init__(self, era: str | Era = DEFAULT_ERA, arch: str | Geometry = "x86_64",
                  check: bool = False, _mm: MM | None = None) -> None:
         self.era = get_era(era)
-        self.geom = get_arch(arch)
+        self.geom = self.era.geometry(arch)
         self.mm = _mm if _mm is not None else MM(self.era, self.geom)
         self.files: dict[str, MappedObject] = {}
         #: run the invariant checks after every operation

@@ -8,6 +8,9 @@ from .base import Era
 
 #: era name -> module holding its ``ERA``
 ERA_MODULES = {
+    "linux-2.6.10": "linux_2_6_10",
+    "linux-2.6.11": "linux_2_6_11",
+    "linux-2.6.12-rc": "linux_2_6_12_rc",
     "linux-2.6.12": "linux_2_6_12",
     "linux-6.18": "linux_6_18",
 }

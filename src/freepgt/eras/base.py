@@ -62,9 +62,19 @@ class Era:
     #: (None: no block-wise gather restarts)
     zap_block_pages: int | None = None
 
+    #: free_pgd_range trims as the seed's first posting did (21 March 2005):
+    #: the ceiling rounded without the "rounded to 0" check and ``end`` never
+    #: trimmed, so the walk may start past its end
+    first_posting_trim = False
+    #: CONFIG_PREEMPT: ZAP_BLOCK_SIZE is 8 pages instead of zap_block_pages,
+    #: so unmap_vmas offers to drop the lock (and flushes the TLB) every 8 pages
+    preempt = False
+
     def zap_block_bytes(self, geom: "Geometry") -> int:
         """``ZAP_BLOCK_SIZE`` in bytes, or 0 when the era has none."""
-        return (self.zap_block_pages or 0) << geom.page_shift
+        if not self.zap_block_pages:
+            return 0
+        return (8 if self.preempt else self.zap_block_pages) << geom.page_shift
 
     #: mmap_min_addr: hints below it are raised to it (round_hint_to_min)
     mmap_min_addr = 65536
@@ -87,6 +97,32 @@ class Era:
     brk_legacy = False
     #: do_mremap of the 2.6 era: resize before looking at the vma
     legacy_mremap = False
+
+    def geometry(self, arch: "str | Geometry") -> "Geometry":
+        """The page-table geometry this era gives the architecture ``arch``.
+
+        Most eras use the preset as it is; an era older than a layout (2.6.10
+        on x86_64, before 4-level tables) maps it to the layout it had.
+        """
+        from ..arch import get_arch
+
+        return get_arch(arch)
+
+    def with_switches(self, **switches) -> "Era":
+        """A copy of this era with some switches changed (``preempt=True`` ...).
+
+        Only existing switches may be set; the copy keeps the era's name with
+        the changes appended, so reports say which variant ran.
+        """
+        import copy
+
+        variant = copy.copy(self)
+        for key, value in switches.items():
+            if not hasattr(type(self), key) or callable(getattr(type(self), key)):
+                raise ValueError(f"{self.name}: no switch called {key!r}")
+            setattr(variant, key, value)
+        variant.name = self.name + "".join(f" {k}={v}" for k, v in switches.items())
+        return variant
 
     def read_permitted(self, vma: "Vma", present: bool) -> "bool | None":
         """An era's own read-access rule, or None to use the architecture's."""

@@ -36,6 +36,8 @@ class Linux2612(Era):
     gather_batch = 506  # FREE_PTE_NR on SMP
     # ZAP_BLOCK_SIZE without CONFIG_PREEMPT (8 pages with it)
     zap_block_pages = 1024
+    preempt = False
+    first_posting_trim = False
 
     mmap_min_addr = 0
     map_shared_validate = False

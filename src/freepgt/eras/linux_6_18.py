@@ -38,6 +38,8 @@ class Linux618(Era):
     mremap_expand_merges = True
     vmpte_levels = ("pud", "pmd", "pte")
     zap_block_pages = None
+    preempt = False
+    first_posting_trim = False
     mmap_min_addr = 65536
     map_shared_validate = True
     vm_noreserve = True

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from ..arch import Geometry
 from ..errors import syscall_error
+from ..latency import LockRuns
 from ..pagetable import PageTables
 from ..tlb import MmuGather, TlbStats
 from ..vma import Vma, VmaSet, is_mergeable
@@ -38,6 +39,8 @@ class MM:
         self.stranded: dict[str, int] = {}
         self.tlb_stats = TlbStats()
         self.entries_examined: dict[str, int] = {}
+        #: work under the page-table lock between lock-drop points (latency.py)
+        self.latency = LockRuns()
         self.stats: dict[str, int] = {"free_pgd_range_calls": 0, "tables_allocated": 0}
         self.max_map_count = DEFAULT_MAX_MAP_COUNT
         self.start_brk = geom.start_brk

@@ -39,8 +39,11 @@ def exit_mmap(mm: "MM") -> ExitReport:
     tlb = mm.tlb_gather_mmu(fullmm=True)
     nr_accounted = unmap_vmas(mm, tlb, vmas, 0, mm.geom.top)
     mm.committed -= nr_accounted
+    read = sum(mm.entries_examined.values())
     mm.era.exit_free(mm, tlb, vmas)
     tlb.finish()
+    mm.latency.add(sum(mm.entries_examined.values()) - read)
+    mm.latency.end_run()
     for v in vmas:
         mm.vmas.remove(v)
     mm.dead = True

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..errors import BusError, SegmentationFault
+from ..latency import account_zap
 from ..pagetable import PTE_ANON, PTE_FILE, PTE_ZERO
 from ..tlb import MmuGather
 from ..vma import (
@@ -122,34 +123,10 @@ def _freeable(g, addr: int, end: int, floor: int, ceiling: int, shift: int,
     return out
 
 
-def free_pgd_range(mm: "MM", tlb: MmuGather, addr: int, end: int, floor: int, ceiling: int) -> None:
-    """``free_pgd_range``: free the tables under [addr, end) that only it uses.
-
-    ``floor`` is the end of the surviving vma below (or FIRST_USER_ADDRESS),
-    ``ceiling`` the start of the surviving vma above (0: the top).  Every PTE
-    table the PMD-trimmed range meets is freed; a higher table only if its
-    whole span lies between floor and ceiling.
-    """
+def _free_walk(mm: "MM", tlb: MmuGather, addr: int, end: int, floor: int, ceiling: int) -> None:
+    """The walk of ``free_pgd_range`` over the trimmed [addr, end): free and strand."""
     g = mm.geom
     m = g.mask
-    pmd_size = g.PMD_SIZE
-    mm.stats["free_pgd_range_calls"] += 1
-
-    addr &= ~(pmd_size - 1)
-    if addr < floor:
-        addr = (addr + pmd_size) & m
-        if not addr:
-            return
-    if ceiling:
-        ceiling &= ~(pmd_size - 1)
-        if not ceiling:
-            return
-    if ((end - 1) & m) > ((ceiling - 1) & m):
-        end = (end - pmd_size) & m
-    if addr > ((end - 1) & m):
-        return
-
-    count_entries(mm, addr, end, with_pte=False)
     pt = mm.pt
     last = (end - 1) & m
     freed_upper: list[tuple[str, int, int]] = []
@@ -174,7 +151,82 @@ def free_pgd_range(mm: "MM", tlb: MmuGather, addr: int, end: int, floor: int, ce
     for name, lo, hi in freed_upper:
         for lower, n in pt.strand_below(name, lo, hi).items():
             mm.stranded[lower] = mm.stranded.get(lower, 0) + n
+
+
+def free_pgd_range(mm: "MM", tlb: MmuGather, addr: int, end: int, floor: int, ceiling: int) -> None:
+    """``free_pgd_range``: free the tables under [addr, end) that only it uses.
+
+    ``floor`` is the end of the surviving vma below (or FIRST_USER_ADDRESS),
+    ``ceiling`` the start of the surviving vma above (0: the top).  Every PTE
+    table the PMD-trimmed range meets is freed; a higher table only if its
+    whole span lies between floor and ceiling.
+    """
+    g = mm.geom
+    m = g.mask
+    pmd_size = g.PMD_SIZE
+    mm.stats["free_pgd_range_calls"] += 1
+
+    addr &= ~(pmd_size - 1)
+    if addr < floor:
+        addr = (addr + pmd_size) & m
+        if not addr:
+            return
+    if mm.era.first_posting_trim:
+        _free_pgd_range_first_posting(mm, tlb, addr, end, floor, ceiling)
+        return
+    if ceiling:
+        ceiling &= ~(pmd_size - 1)
+        if not ceiling:
+            return
+    if ((end - 1) & m) > ((ceiling - 1) & m):
+        end = (end - pmd_size) & m
+    if addr > ((end - 1) & m):
+        return
+
+    count_entries(mm, addr, end, with_pte=False)
+    _free_walk(mm, tlb, addr, end, floor, ceiling)
     mm.era.after_free_pgd_range(mm, tlb, addr, end)
+
+
+def _free_pgd_range_first_posting(mm: "MM", tlb: MmuGather, addr: int, end: int,
+                                  floor: int, ceiling: int) -> None:
+    """The rest of ``free_pgd_range`` as first posted (21 March 2005).
+
+    ``ceiling &= PMD_MASK; if (addr > ceiling - 1) return;`` and no trimming
+    of ``end``: a ceiling that rounds to 0 reads as the top, the PTE page
+    shared with the vma above is freed, and an ``addr`` raised past ``end``
+    still walks once, at ``addr``, freeing the PTE page there, then hands
+    ``flush_tlb_pgtables`` a start above its end (sparc64's BUG).
+    """
+    g = mm.geom
+    m = g.mask
+    ceiling &= ~(g.PMD_SIZE - 1)
+    if addr > ((ceiling - 1) & m):
+        return
+    shift = mm.pt.shifts["pte"]
+    if addr <= ((end - 1) & m):
+        # the walk itself is the final one: only the trimming differed
+        count_entries(mm, addr, end, with_pte=False)
+        _free_walk(mm, tlb, addr, end, floor, ceiling)
+        _lost_ptes(mm, addr, ((((end - 1) & m) >> shift) + 1) << shift)
+        mm.era.after_free_pgd_range(mm, tlb, addr, end)
+        return
+    # addr past end: one pass of each level's do/while loop at addr
+    idx = addr >> shift
+    count_entries(mm, addr, addr + 1, with_pte=False)
+    if mm.pt.remove_tables("pte", idx, idx + 1):
+        mm.free_tables(tlb, "pte", 1, idx << shift, (idx + 1) << shift)
+        mm.warnings.append(f"free_pgd_range: freed the PTE page at {addr:#x}, past end {end:#x}")
+        _lost_ptes(mm, idx << shift, (idx + 1) << shift)
+    mm.era.after_free_pgd_range(mm, tlb, addr, end)
+
+
+def _lost_ptes(mm: "MM", start: int, end: int) -> None:
+    """ptes of a surviving vma that sat in a PTE page the buggy walk freed: gone."""
+    lost = mm.pt.zap(start, end)
+    if lost:
+        a, b = lost[0][0] << mm.geom.page_shift, lost[-1][1] << mm.geom.page_shift
+        mm.warnings.append(f"free_pgd_range: freed a PTE page still mapping [{a:#x}, {b:#x})")
 
 
 def free_pgtables(mm: "MM", tlb: MmuGather, vmas: list[Vma], floor: int, ceiling: int) -> None:
@@ -229,8 +281,13 @@ def unmap_vmas(mm: "MM", tlb: MmuGather, vmas: list[Vma], start: int, end: int) 
         if vma.vm_flags & VM_ACCOUNT:
             nr_accounted += (e - s) >> mm.geom.page_shift
         if not block:
+            # no ZAP_BLOCK_SIZE: the lock is the PTE table's own, taken
+            # per table, with a reschedule point per pmd entry
+            pmd = mm.geom.PMD_SIZE
+            account_zap(mm, s, e, s & (pmd - 1), pmd)
             zap_range(mm, tlb, vma, s, e)
             continue
+        account_zap(mm, s, e, done, block)
         _zap_in_blocks(mm, tlb, s, e, done, block)
         done += e - s
     return nr_accounted

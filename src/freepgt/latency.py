@@ -1,0 +1,106 @@
+"""Work done under the page-table lock, and the points where it may be dropped.
+
+2.6's ``unmap_vmas`` zaps in ``ZAP_BLOCK_SIZE`` blocks: after each block it
+finishes the mmu_gather and, if a reschedule is due, drops
+``page_table_lock`` (``cond_resched``) before going on.  With
+``CONFIG_PREEMPT`` the block is 8 pages instead of 1024: the wait for the
+lock gets short, but every block costs a TLB flush and a fresh gather,
+which is the seed's remark that preempt's latency fixes spoil
+``unmap_vmas`` throughput.  ``free_pgtables`` and the older
+``clear_page_range`` never drop the lock.
+
+The unit of work is a page-table entry read: the ptes a zap reads inside
+present PTE tables, and every entry the table-freeing code reads.  Each
+mm keeps a :class:`LockRuns`; a report compares ``longest_run`` (the
+worst wait for the lock) with ``total`` and the TLB flush count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class LockRuns:
+    """Runs of work between lock-drop points, summed over the life of an mm."""
+
+    #: points where unmap_vmas may drop the lock (one per ZAP_BLOCK_SIZE zapped)
+    lock_breaks: int = 0
+    #: the most work done between two lock-drop points (or lock and unlock)
+    longest_run: int = 0
+    #: all work done under the lock
+    total: int = 0
+    #: work since the last lock-drop point (0 when the lock is not held)
+    current: int = 0
+
+    def add(self, work: int) -> None:
+        """Work done under the lock, in the current run."""
+        self.current += work
+        self.total += work
+
+    def full_blocks(self, count: int, work_each: int) -> None:
+        """``count`` whole blocks of ``work_each`` each, after the current run ends."""
+        if count <= 0:
+            return
+        self.end_run()
+        self.total += count * work_each
+        if work_each > self.longest_run:
+            self.longest_run = work_each
+        self.lock_breaks += count
+
+    def end_run(self) -> None:
+        """The lock may be dropped (or is released) here: close the current run."""
+        if self.current > self.longest_run:
+            self.longest_run = self.current
+        self.current = 0
+
+    def lock_break(self) -> None:
+        """A block ended: a point where the lock may be dropped."""
+        self.end_run()
+        self.lock_breaks += 1
+
+    def as_dict(self) -> dict[str, int]:
+        return {"lock_breaks": self.lock_breaks, "longest_run": self.longest_run, "total": self.total}
+
+
+def account_zap(mm, s: int, e: int, done: int, block: int) -> None:
+    """The lock runs of zapping [s, e), ``done`` bytes into a run of ``block``-byte blocks.
+
+    A block's work is the ptes it reads inside present PTE tables; a block
+    ends at each multiple of ``block`` bytes of zapped address space,
+    whatever is mapped there (``zap_bytes`` counts address space).  Work is
+    proportional to the runs of present PTE tables, not to the blocks.
+    """
+    runs = mm.latency
+    pt = mm.pt
+    ps = mm.geom.page_shift
+    shift = pt.shifts["pte"]
+    per_block = block >> ps
+    base = s - done  # address of offset 0 of this block grid
+    cur = done // block  # the block the current run is in
+
+    def advance(to: int) -> int:
+        # cross the block ends up to block ``to``: each is a lock-drop point
+        if to > cur:
+            runs.end_run()
+            runs.lock_breaks += to - cur
+        return max(cur, to)
+
+    for a, b in pt.tables["pte"].spans(s >> shift, ((e - 1) >> shift) + 1):
+        lo = max(a << shift, s)
+        hi = min(b << shift, e)
+        if lo >= hi:
+            continue
+        ka = (lo - base) // block
+        kb = (hi - 1 - base) // block
+        cur = advance(ka)
+        if ka == kb:
+            runs.add((hi - lo) >> ps)
+            continue
+        runs.add((base + (ka + 1) * block - lo) >> ps)
+        runs.lock_break()
+        # the blocks wholly inside the run: each a lock break of its own
+        runs.full_blocks(kb - ka - 1, per_block)
+        cur = kb
+        runs.add((hi - (base + kb * block)) >> ps)
+    advance((e - base) // block)
