@@ -104,3 +104,29 @@ def account_zap(mm, s: int, e: int, done: int, block: int) -> None:
         cur = kb
         runs.add((hi - (base + kb * block)) >> ps)
     advance((e - base) // block)
+
+
+def measure_unmap(era, arch: str = "x86_64", size: int = 64 << 20, preempt: bool = False) -> dict:
+    """Map and write ``size`` bytes, then exit: the lock runs and flushes of the teardown.
+
+    ``preempt`` selects CONFIG_PREEMPT's 8-page ZAP_BLOCK_SIZE in eras that
+    zap in blocks (2.6); an era without blocks ignores it.
+    """
+    from .eras import get_era
+    from .process import Process
+
+    era = get_era(era)
+    if preempt and era.zap_block_pages:
+        era = era.with_switches(preempt=True)
+    p = Process(era=era, arch=arch)
+    base = p.geom.task_size // 4 & ~(p.geom.PGDIR_SIZE - 1)
+    p.mmap(base, size, "rw-", "private,anon,fixed,noreserve")
+    p.touch(base, size, "w")
+    flushes = p.mm.tlb_stats.flushes
+    p.mm.latency = LockRuns()
+    p.exit()
+    runs = p.mm.latency
+    return {
+        "era": era.name, "arch": p.geom.name, "bytes": size, "preempt": preempt and bool(era.zap_block_pages),
+        **runs.as_dict(), "tlb_flushes": p.mm.tlb_stats.flushes - flushes,
+    }

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
-from .arch import Geometry, get_arch
+from .arch import Geometry
 from .eras import DEFAULT_ERA, Era, get_era
 from .mm.core import MM
 from .mm.exit import ExitReport, exit_mmap
@@ -30,7 +30,14 @@ from .mm.memory import touch
 from .mm.mmap import do_brk, do_mmap, do_munmap
 from .mm.mprotect import do_mprotect
 from .mm.mremap import do_mremap
-from .vma import VM_GROWSDOWN, Device, File, MappedObject
+from .pagetable import PTE_PFN
+from .vma import (
+    VM_DONTEXPAND, VM_EXEC, VM_GROWSDOWN, VM_MAYEXEC, VM_MAYREAD, VM_MAYWRITE, VM_READ, Device, File,
+    MappedObject, Vma,
+)
+
+#: ``VSYSCALL32_BASE``: the ia32 vsyscall page of a 32-bit task on x86_64
+VSYSCALL32_BASE = 0xFFFFE000
 
 
 def _flagset(flags: str | Iterable[str]) -> frozenset[str]:
@@ -97,6 +104,38 @@ class Process:
         f = File(name, size, self.geom.page_size)
         self.files[name] = f
         return f
+
+    def map_syscall32(self, addr: int = VSYSCALL32_BASE) -> None:
+        """``__map_syscall32``: map the ia32 vsyscall page with no vma (x86_64 before 2.6.12).
+
+        A 32-bit task's first touch of its vsyscall page made the fault
+        handler install the page directly, allocating PUD, PMD and PTE
+        tables that no vma spans: tables that a vma-list walk never visits.
+        """
+        mm = self.mm
+        mm.check_alive()
+        ps = self.geom.page_size
+        addr &= ~(ps - 1)
+        mm.alloc_tables(addr, addr + ps)
+        mm.pt.map_pages(addr >> self.geom.page_shift, (addr >> self.geom.page_shift) + 1, PTE_PFN)
+        self._done()
+
+    def syscall32_setup_pages(self, addr: int = VSYSCALL32_BASE) -> None:
+        """``syscall32_setup_pages``: the vsyscall page as a vma of its own (2.6.12 on).
+
+        The gate vma is read/exec and never merges (its ``close`` is a dummy
+        for that reason).  The page is mapped here as the task's first touch
+        would map it; exit's walk now reaches its tables and frees them.
+        """
+        mm = self.mm
+        mm.check_alive()
+        ps = self.geom.page_size
+        addr &= ~(ps - 1)
+        flags = VM_READ | VM_EXEC | VM_MAYREAD | VM_MAYEXEC | VM_MAYWRITE | VM_DONTEXPAND
+        mm.vmas.insert(Vma(addr, addr + ps, flags, None, addr >> self.geom.page_shift))
+        mm.alloc_tables(addr, addr + ps)
+        mm.pt.map_pages(addr >> self.geom.page_shift, (addr >> self.geom.page_shift) + 1, PTE_PFN)
+        self._done()
 
     def device(self, name: str = "dev", *, fill: bool = True, fail: int | None = None) -> Device:
         """A device whose mmap fills page tables with pfns and, with ``fail``, then fails."""
