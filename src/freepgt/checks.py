@@ -92,6 +92,24 @@ def _check_runmap(name: str, rm, valid_values: set | None = None) -> list[tuple[
     return runs
 
 
+def _table_ranges(geom, vma) -> list[tuple[int, int]]:
+    """The address ranges whose page tables ``vma`` may use.
+
+    Its own range, except for a hugetlb vma in a hugepage-only area: on ia64
+    its tables sit at ``htlbpage_to_page`` of its range, on ppc64 outside
+    the tree altogether.
+    """
+    from .vma import VM_HUGETLB
+
+    start, end = vma.vm_start, vma.vm_end
+    if vma.vm_flags & VM_HUGETLB and geom.hugepage_only and geom.is_hugepage_only_range(start, end - start):
+        if geom.hugetlb_tables == "separate":
+            return []
+        if geom.hugetlb_tables == "rescaled":
+            return [(geom.htlbpage_to_page(start), geom.htlbpage_to_page(end - 1) + 1)]
+    return [(start, end)]
+
+
 def check_mm(mm, *, orphans: bool = False) -> None:
     """Assert the invariants of ``mm``; raise AssertionError naming the broken one.
 
@@ -104,16 +122,20 @@ def check_mm(mm, *, orphans: bool = False) -> None:
     (a) per level, ``nr_tables`` == tables in the tree (preallocated levels
         excluded) + stranded tables;
     (b) the tree is a tree: every table's parent table is present, every pte
-        lies under a present PTE table;
+        lies under a present PTE table (but for the pages of hugetlb vmas on
+        architectures whose huge ptes live elsewhere);
     (c) every present pte lies inside a vma;
-    (d) every present table intersects at least one vma.  This is the seed's
-        guarantee: tables are only allocated under vmas, and whenever vmas go
-        away free_pgtables frees every table that no remaining vma spans
-        (a failed driver mmap goes through ``unmap_region`` at once).  Eras
-        or hand-made states that create orphans on purpose can pass
-        ``orphans=True`` to skip it.
+    (d) every present table intersects at least one vma (the tables of an
+        ia64 hugetlb vma at ``htlbpage_to_page`` of its range), or is one of
+        the geometry's reserved tables (ARM's vector PTE page) or above one.
+        This is the seed's guarantee: tables are only allocated under vmas,
+        and whenever vmas go away free_pgtables frees every table that no
+        remaining vma spans (a failed driver mmap goes through
+        ``unmap_region`` at once).  Eras or hand-made states that create
+        orphans on purpose can pass ``orphans=True`` to skip it.
     """
-    from .vma import is_mergeable  # the kernel's merge test (check (f) only)
+    from .arch import LEVEL_NAMES
+    from .vma import VM_HUGETLB, is_mergeable  # the kernel's merge test (check (f) only)
 
     geom = mm.geom
     pt = mm.pt
@@ -189,8 +211,16 @@ def check_mm(mm, *, orphans: bool = False) -> None:
             if hole is not None:
                 _fail("tree", f"{name} table {hole >> s:#x} (at {hole:#x}) has no {parent} table above it")
     bottom = pt.levels[-1]
+    bottom_ivs = level_ivs[bottom]
+    if geom.hpage_shift and geom.hugetlb_tables != "pte":
+        # a hugetlb vma's pages are kept in the pte map, but its huge ptes
+        # live at a higher level, at rescaled addresses or apart (ppc64)
+        huge = [(v.vm_start, v.vm_end) for v in mm.vmas.all() if v.vm_flags & VM_HUGETLB]
+        if huge:
+            merged = _merge_intervals(bottom_ivs[1] + huge)
+            bottom_ivs = ([a for a, _ in merged], merged)
     for a, b, _ in pte_runs:
-        hole = _first_uncovered(a << ps, b << ps, *level_ivs[bottom])
+        hole = _first_uncovered(a << ps, b << ps, *bottom_ivs)
         if hole is not None:
             _fail("tree", f"pte of page {hole:#x} has no {bottom} table above it")
 
@@ -205,11 +235,16 @@ def check_mm(mm, *, orphans: bool = False) -> None:
     # (d) no orphan tables -----------------------------------------------------------
     if orphans:
         return
+    spans = [r for v in vmas for r in _table_ranges(geom, v)]
     for name in pt.levels:
         if name in pt.prealloc:
             continue
         s = pt.shifts[name]
-        idx = _merge_intervals((v.vm_start >> s, ((v.vm_end - 1) >> s) + 1) for v in vmas)
+        # tables that come with the pgd (ARM's vector PTE page) need no vma,
+        # and neither do the tables above them
+        allowed = spans + [(lo, hi) for level, lo, hi in geom.reserved_tables
+                           if LEVEL_NAMES.index(name) <= LEVEL_NAMES.index(level)]
+        idx = _merge_intervals((lo >> s, ((hi - 1) >> s) + 1) for lo, hi in allowed)
         istarts = [a for a, _ in idx]
         for a, b, _ in table_runs[name]:
             hole = _first_uncovered(a, b, istarts, idx)
@@ -224,7 +259,10 @@ def check_mm(mm, *, orphans: bool = False) -> None:
 
 #: The geometries the reference knows, written down from kernel-notes.md §5
 #: (not read from freepgt.arch): for each table level below the pgd, top
-#: first, the log2 of the span one table of it covers.
+#: first, the log2 of the span one table of it covers.  The pgd itself:
+#: ``pgdir_shift`` (span of one pgd entry, PGDIR_SIZE) and ``ptrs_per_pgd``
+#: (``pgd_index`` masks with it); ``word_bits`` for the unsigned arithmetic of
+#: the 2.6.10/2.6.11 gap computation.
 REF_GEOMETRIES: dict[str, dict] = {
     "x86_64": {
         "levels": (("pud", 39), ("pmd", 30), ("pte", 21)),
@@ -232,6 +270,10 @@ REF_GEOMETRIES: dict[str, dict] = {
         "ptrs_per_pte": 512,
         "task_size": 0x800000000000 - 4096,
         "table_bytes": {"pud": 4096, "pmd": 4096, "pte": 4096},
+        "word_bits": 64,
+        "pgdir_shift": 39,
+        "ptrs_per_pgd": 512,
+        "first_user_address": 0,
     },
     "i386": {
         "levels": (("pte", 22),),
@@ -239,6 +281,10 @@ REF_GEOMETRIES: dict[str, dict] = {
         "ptrs_per_pte": 1024,
         "task_size": 0xC0000000,
         "table_bytes": {"pte": 4096},
+        "word_bits": 32,
+        "pgdir_shift": 22,
+        "ptrs_per_pgd": 1024,
+        "first_user_address": 0,
     },
     "i386-pae": {
         # the pmd pages come with the pgd and are never freed or counted
@@ -247,8 +293,31 @@ REF_GEOMETRIES: dict[str, dict] = {
         "ptrs_per_pte": 512,
         "task_size": 0xC0000000,
         "table_bytes": {"pmd": 4096, "pte": 4096},
+        "word_bits": 32,
+        "pgdir_shift": 30,
+        "ptrs_per_pgd": 4,
+        "first_user_address": 0,
+    },
+    "x86_64-2.6.10": {
+        # kernel-notes §5: before 4-level tables the generic code saw a pgd of
+        # 512 x 1 GiB under the arch's private PML4, PMD 2 MiB, 511 GiB of
+        # user space.  Used for linux-2.6.10 on "x86_64".
+        "levels": (("pmd", 30), ("pte", 21)),
+        "prealloc": (),
+        "ptrs_per_pte": 512,
+        "task_size": 0x7FC0000000,
+        "table_bytes": {"pmd": 4096, "pte": 4096},
+        "word_bits": 64,
+        "pgdir_shift": 30,
+        "ptrs_per_pgd": 512,
+        "first_user_address": 0,
     },
 }
+
+#: the eras the reference knows, oldest first
+REF_ERAS = ("linux-2.6.10", "linux-2.6.11", "linux-2.6.12-rc", "linux-2.6.12", "linux-6.18")
+#: architectures whose 2.6.10 layout is another geometry (kernel-notes §5)
+REF_OLD_LAYOUTS = {"x86_64": "x86_64-2.6.10"}
 
 PAGE_SHIFT = 12
 PAGE = 1 << PAGE_SHIFT
@@ -343,11 +412,44 @@ class Reference:
     * vmas: after every operation adjacent vmas are merged left to right when
       perms, sharing, object, pgoff, VM_ACCOUNT and anon_vmas agree; with two
       incompatible anon_vmas around a new piece it joins the lower one.
+
+    Which tables each era frees when vmas go (munmap, MAP_FIXED replacement,
+    a failed driver mmap, exit) -- written from kernel-notes §2-§4 on plain
+    sets, with the vma-free gap of the two old eras computed literally:
+
+    * linux-2.6.12, linux-6.18: the rule above (tables meeting a removed
+      range and no remaining vma), except that a table whose span starts
+      below FIRST_USER_ADDRESS is never freed (floor; 0 on the geometries
+      here, so it never applies).  linux-2.6.12-rc: the same with floor 0.
+      A failed driver mmap is ``unmap_region`` on the unlinked vma: the
+      same rule over the driver's range (§4.8).  Exit frees every table
+      meeting a vma (the no-orphan equivalent of ``free_pgtables(floor,
+      0)``); the check after it: 2.6.12-rc ``BUG_ON(nr_ptes)``, 2.6.12
+      ``nr_ptes > (FIRST_USER_ADDRESS + PMD_SIZE - 1) >> PMD_SHIFT``, 6.18
+      any counted table left.
+    * linux-2.6.11 (§3.3): ``first = rd(start, PGDIR)`` raised to
+      ``prev.vm_end``, ``last = end + PGDIR - 1`` bounded by MM_VM_SIZE (and
+      by its own wrap) and by ``next.vm_start``; if ``last >= first`` and the
+      PMD-rounded bounds differ, every table whose whole span lies in
+      [first, last) goes (``clear_page_range``), whoever it belonged to.  A
+      failed driver mmap only zaps (its tables stay); exit is
+      ``clear_page_range(FIRST_USER_PGD_NR * PGDIR, MM_VM_SIZE)``: everything.
+    * linux-2.6.10 (§2.2): ``first = rd(start, PGDIR)`` or, if ``prev.vm_end``
+      is above it, ``prev.vm_end + PGDIR - 1``; ``last = end + PGDIR - 1``
+      (no guard) bounded by ``next.vm_start``; every table under the pgd
+      slots ``[max(pgd_index(first), FIRST_USER_PGD_NR), pgd_index(last))``
+      goes (``clear_page_tables``).  Driver failure: zap only; exit clears
+      every user pgd slot.
+
+    :meth:`left_behind` reports the tables no vma spans; :meth:`allowed_left_behind`
+    those of them the era's rule lets it keep (see there).
     """
 
     def __init__(self, era: str, arch: str) -> None:
-        if era not in ("linux-2.6.12", "linux-6.18"):
+        if era not in REF_ERAS:
             raise ValueError(f"Reference: unknown era {era!r}")
+        if era == "linux-2.6.10" and arch in REF_OLD_LAYOUTS:
+            arch = REF_OLD_LAYOUTS[arch]
         if arch not in REF_GEOMETRIES:
             raise ValueError(f"Reference: unknown arch {arch!r}")
         g = REF_GEOMETRIES[arch]
@@ -371,6 +473,18 @@ class Reference:
         self.cache: dict[int, set[int]] = {}
         self.obj_pages: dict[int, int] = {}
         self._next_id = 1
+        # --- what the era-specific freeing needs
+        self.word_mask: int = (1 << g["word_bits"]) - 1
+        self.pgdir_shift: int = g["pgdir_shift"]
+        self.ptrs_per_pgd: int = g["ptrs_per_pgd"]
+        self.first_user_address: int = g["first_user_address"]
+        #: the floor free_pgtables uses with no vma below: FIRST_USER_ADDRESS,
+        #: but 0 in the seed as first merged (freepgt2 1/6 changed it)
+        self.floor_default: int = 0 if era == "linux-2.6.12-rc" else self.first_user_address
+        #: tables a failed driver mmap left behind in 2.6.10/2.6.11 (zap only),
+        #: per level, as long as they have not been freed since
+        self.driver_left: dict[str, set[int]] = {name: set() for name in self.shift}
+        self.dead = False
 
     # --- observables -------------------------------------------------------------
     def table_sets(self) -> dict[str, set[int]]:
@@ -471,6 +585,25 @@ class Reference:
             return False
         self.vmas = sorted(keep, key=lambda x: x.start)
         self._zap(start, end)
+        if self.era == "linux-2.6.10":
+            self._free_gap_2610(start, end)
+        elif self.era == "linux-2.6.11":
+            self._free_gap_2611(start, end)
+        else:
+            self._free_unshared(removed)
+        return True
+
+    # --- era-specific freeing (kernel-notes §2-§4) -------------------------------
+    def _drop(self, level: str, gone: set[int]) -> None:
+        self.tables[level] -= gone
+        self.driver_left[level] -= gone
+
+    def _free_unshared(self, removed: list[tuple[int, int]]) -> None:
+        """2.6.12-rc / 2.6.12 / 6.18: free the tables meeting a removed range and no vma.
+
+        A table whose span starts below the floor default (FIRST_USER_ADDRESS,
+        or 0 in 2.6.12-rc) is kept: free_pgd_range never frees below the floor.
+        """
         for level in self.tables:
             gone = set()
             for idx in self.tables[level]:
@@ -479,9 +612,195 @@ class Reference:
                     continue
                 if any(self._meets(t0, t1, v.start, v.end) for v in self.vmas):
                     continue
+                if t0 < self.floor_default:
+                    continue
                 gone.add(idx)
-            self.tables[level] -= gone
-        return True
+            self._drop(level, gone)
+
+    def _neighbours(self, start: int, end: int) -> tuple[RefVma | None, RefVma | None]:
+        """The surviving vmas below ``start`` and above ``end`` (vmas already removed)."""
+        prev = None
+        nxt = None
+        for v in self.vmas:
+            if v.end <= start:
+                prev = v
+            elif v.start >= end and nxt is None:
+                nxt = v
+        return prev, nxt
+
+    def _pgd_index(self, addr: int) -> int:
+        return (addr >> self.pgdir_shift) & (self.ptrs_per_pgd - 1)
+
+    @property
+    def _first_user_pgd_nr(self) -> int:
+        size = 1 << self.pgdir_shift
+        return (self.first_user_address + size - 1) >> self.pgdir_shift
+
+    @property
+    def _mm_vm_size(self) -> int:
+        """MM_VM_SIZE(mm): TASK_SIZE rounded up to PGDIR_SIZE, in an unsigned long."""
+        size = 1 << self.pgdir_shift
+        return ((self.task_size + size - 1) & ~(size - 1)) & self.word_mask
+
+    def _clear_pgd_slots(self, si: int, ei: int) -> None:
+        """2.6.10 ``clear_page_tables``: every table under pgd slots [si, ei) goes."""
+        for level in self.tables:
+            s = self.shift[level]
+            self._drop(level, {i for i in self.tables[level] if si <= self._pgd_index(i << s) < ei})
+
+    def _clear_range(self, start: int, end: int) -> None:
+        """2.6.11 ``clear_page_range``: every table whose whole span lies in [start, end) goes."""
+        if not end or end <= start:
+            return  # end 0 is outside the function's contract (kernel-notes 1.2)
+        for level in self.tables:
+            gone = set()
+            for idx in self.tables[level]:
+                t0, t1 = self._table_span(level, idx)
+                if start <= t0 and t1 <= end:
+                    gone.add(idx)
+            self._drop(level, gone)
+
+    def _free_gap_2610(self, start: int, end: int) -> None:
+        """2.6.10's ``free_pgtables(prev, start, end)``: whole pgd slots of the gap."""
+        m = self.word_mask
+        size = 1 << self.pgdir_shift
+        prev, nxt = self._neighbours(start, end)
+        first = start & ~(size - 1)
+        last = (end + size - 1) & m                 # no overflow guard in 2.6.10
+        if nxt is not None:
+            last = min(last, nxt.start)
+        if prev is not None and prev.end > first:
+            first = (prev.end + size - 1) & m
+        if last < first:
+            return
+        si = max(self._pgd_index(first), self._first_user_pgd_nr)
+        ei = self._pgd_index(last)
+        if ei > si:
+            self._clear_pgd_slots(si, ei)
+
+    def _free_gap_2611(self, start: int, end: int) -> None:
+        """2.6.11's ``free_pgtables(prev, start, end)``: clear_page_range over the gap."""
+        m = self.word_mask
+        size = 1 << self.pgdir_shift
+        pmd_mask = ~((1 << self.pte_shift) - 1)
+        vm_size = self._mm_vm_size
+        prev, nxt = self._neighbours(start, end)
+        first = start & ~(size - 1)
+        last = (end + size - 1) & m
+        if last > vm_size or last < end:
+            last = vm_size
+        if nxt is not None:
+            last = min(last, nxt.start)
+        if prev is not None and prev.end > first:
+            first = prev.end
+        if last < first:
+            return
+        first = max(first, self._first_user_pgd_nr * size)
+        if first & pmd_mask < last & pmd_mask:
+            self._clear_range(first, last)
+
+    # --- left behind --------------------------------------------------------------
+    def left_behind(self) -> dict[str, set[int]]:
+        """Tables present (per level, as indices) whose span meets no vma."""
+        out: dict[str, set[int]] = {}
+        for level, idxs in self.tables.items():
+            out[level] = {i for i in idxs
+                          if not any(self._meets(*self._table_span(level, i), v.start, v.end) for v in self.vmas)}
+        return out
+
+    def allowed_left_behind(self) -> dict[str, set[int]]:
+        """Of :meth:`left_behind`, the tables the era's freeing is allowed to leave.
+
+        Declarative rules (no simulation), for the operations of this class:
+
+        * 2.6.10: a table whose pgd slot still meets a vma (munmap clears only
+          pgd slots lying wholly in the vma-free gap; a slot emptied by a
+          munmap always does), or one a failed driver mmap left;
+        * 2.6.11: only what a failed driver mmap left (munmap frees, PMD-
+          granular, every table once no vma meets it: the gap around the hole
+          always covers its span);
+        * 2.6.12-rc, 2.6.12, 6.18: only a table whose span starts below the
+          floor default (FIRST_USER_ADDRESS; ARM's first PMD) -- none here.
+
+        After exit nothing may be left in any era (no orphans can arise in
+        the three newer eras here, and the old ones clear all user slots).
+        """
+        left = self.left_behind()
+        out: dict[str, set[int]] = {}
+        for level, idxs in left.items():
+            s = self.shift[level]
+            if self.dead:
+                ok: set[int] = set()
+            elif self.era == "linux-2.6.10":
+                size = 1 << self.pgdir_shift
+                ok = set()
+                for i in idxs:
+                    slot0 = (i << s) & ~(size - 1)
+                    if i in self.driver_left[level] or any(
+                            self._meets(slot0, slot0 + size, v.start, v.end) for v in self.vmas):
+                        ok.add(i)
+            elif self.era == "linux-2.6.11":
+                ok = idxs & self.driver_left[level]
+            else:
+                ok = {i for i in idxs if (i << s) < self.floor_default}
+            out[level] = ok
+        return out
+
+    # --- driver failure and exit ----------------------------------------------------
+    def driver_fail(self, addr: int, length: int, code: int = errno.EIO) -> tuple:
+        """mmap(MAP_FIXED) of a device whose handler fills [addr, addr+len) with pfns and fails.
+
+        What was mapped there is unmapped first (MAP_FIXED).  2.6.10/2.6.11:
+        ``zap_page_range`` -- the driver's tables stay.  2.6.12-rc and later:
+        ``unmap_region`` on the unlinked vma, bounded by the real neighbours.
+        """
+        if length <= 0:
+            return ("errno", errno.EINVAL)
+        length = (length + PAGE - 1) & ~(PAGE - 1)
+        if addr + length > self.task_size:
+            return ("errno", errno.ENOMEM)
+        if addr & (PAGE - 1):
+            return ("errno", errno.EINVAL)
+        end = addr + length
+        self._remove_range(addr, end)
+        new: dict[str, set[int]] = {}
+        for level, s in self.shift.items():
+            idxs = set(range(addr >> s, ((end - 1) >> s) + 1))
+            new[level] = idxs
+            self.tables[level] |= idxs
+        if self.era in ("linux-2.6.10", "linux-2.6.11"):
+            for level, idxs in new.items():
+                self.driver_left[level] |= idxs
+        else:
+            self._free_unshared([(addr, end)])
+        return ("errno", code)
+
+    def exit(self) -> tuple:
+        """exit_mmap: ``("ok", None)``, or ``("bug", what)`` when the era's check fires."""
+        if self.era == "linux-2.6.10":
+            first = self._first_user_pgd_nr
+            size = 1 << self.pgdir_shift
+            self._clear_pgd_slots(first, (self.task_size + size - 1) >> self.pgdir_shift)
+        elif self.era == "linux-2.6.11":
+            self._clear_range(self._first_user_pgd_nr << self.pgdir_shift, self._mm_vm_size)
+        else:
+            for level in self.tables:
+                gone = {i for i in self.tables[level]
+                        if (i << self.shift[level]) >= self.floor_default
+                        and any(self._meets(*self._table_span(level, i), v.start, v.end) for v in self.vmas)}
+                self._drop(level, gone)
+        self.vmas = []
+        self.ptes = {}
+        self.dead = True
+        nr_ptes = len(self.tables["pte"])
+        pmd_size = 1 << self.pte_shift
+        if self.era == "linux-2.6.12-rc" and nr_ptes:
+            return ("bug", "BUG_ON(mm->nr_ptes)")
+        if self.era == "linux-2.6.12" and nr_ptes > (self.first_user_address + pmd_size - 1) // pmd_size:
+            return ("bug", "BUG_ON(nr_ptes > (FIRST_USER_ADDRESS+PMD_SIZE-1)>>PMD_SHIFT)")
+        if self.modern and self.pgtables_bytes():
+            return ("bug", "check_mm: non-zero pgtables_bytes")
+        return ("ok", None)
 
     def _anon_prepare(self, v: RefVma) -> None:
         """Give v an anon_vma: reuse an adjacent compatible one (next first, then prev)."""

@@ -30,7 +30,8 @@ RSS_STATES = (PTE_ANON, PTE_FILE)
 class PageTables:
     """The tables of one mm and the ptes in them."""
 
-    __slots__ = ("geom", "levels", "shifts", "tables", "ptes", "prealloc", "walk", "_limits")
+    __slots__ = ("geom", "levels", "shifts", "tables", "ptes", "prealloc", "walk", "_limits",
+                 "huge", "huge_pgdir", "huge_shift")
 
     def __init__(self, geom: Geometry) -> None:
         self.geom = geom
@@ -56,6 +57,13 @@ class PageTables:
             # i386 PAE: the pmd pages of every user pgd slot come with the pgd
             shift = self.shifts[name]
             self.tables[name].set(0, (geom.task_size - 1 >> shift) + 1)
+        #: ppc64 (2.6.12) hugetlb tables, kept apart from the tree: the hugepte
+        #: pages by index ``addr >> HUGEPGDIR_SHIFT`` and whether the one-page
+        #: ``mm->context.huge_pgdir`` above them exists
+        self.huge = RunMap()
+        self.huge_pgdir = False
+        #: HUGEPGDIR_SHIFT = HPAGE_SHIFT + PAGE_SHIFT - 3: the span of one hugepte page
+        self.huge_shift = geom.hpage_shift + geom.page_shift - 3 if geom.hpage_shift else 0
 
     # --- queries -----------------------------------------------------------
     def index_range(self, name: str, start: int, end: int) -> tuple[int, int]:
@@ -105,6 +113,43 @@ class PageTables:
                 new[name] = n
         return new
 
+    def huge_pte_alloc(self, start: int, end: int) -> dict[str, int]:
+        """``huge_pte_alloc`` for every huge page of [start, end) (HPAGE-aligned).
+
+        Returns the new tables of the tree per level; what the arch keeps
+        apart (ppc64's huge pgdir and hugepte pages) goes to ``huge`` and is
+        not in the result.
+
+        * x86, arm64 (``"leaf"``): the tables down to the level whose entry
+          is the huge pte (pud and pmd on x86_64, none on i386);
+        * sparc64 (``"pte"``): ordinary tables down to the PTE page;
+        * ia64 (``"rescaled"``): ordinary tables down to the PTE page at
+          ``htlbpage_to_page(addr)`` (arch/ia64/mm/hugetlbpage.c);
+        * ppc64 (``"separate"``): ``hugepgd_alloc`` then ``hugepte_alloc``
+          (arch/ppc64/mm/hugetlbpage.c).
+        """
+        g = self.geom
+        kind = g.hugetlb_tables
+        if kind == "rescaled":
+            return self.alloc(g.htlbpage_to_page(start), g.htlbpage_to_page(end - 1) + 1, "pte")
+        if kind == "separate":
+            self.huge_pgdir = True
+            last = (end - 1) >> self.huge_shift
+            self.huge.add(start >> self.huge_shift, last + 1)
+            return {}
+        return self.alloc(start, end, g.huge_pte_level)
+
+    def huge_counts(self) -> dict[str, int]:
+        """The separately kept huge tables: ``{"huge_pgdir": 0 or 1, "hugepte": n}``."""
+        return {"huge_pgdir": int(self.huge_pgdir), "hugepte": len(self.huge)}
+
+    def free_huge_tables(self) -> dict[str, int]:
+        """ppc64 ``hugetlb_mm_free_pgd`` (from ``destroy_context``): drop every huge table."""
+        gone = self.huge_counts()
+        self.huge = RunMap()
+        self.huge_pgdir = False
+        return gone
+
     def map_pages(self, first_page: int, end_page: int, state: int) -> list[tuple[int, int, object]]:
         """Set ptes of pages [first_page, end_page) to ``state``; tables must exist."""
         return self.ptes.set(first_page, end_page, state)
@@ -149,16 +194,28 @@ class PageTables:
         has one over the vma, empty or not.  Returns new tables per level.
         """
         new: dict[str, int] = {}
-        for name in self.levels:
+        ps = self.geom.page_shift
+        g = self.geom
+        t_start, t_end = start, end
+        if g.hugepage_only and g.is_hugepage_only_range(start, end - start):
+            # copy_hugetlb_page_range: only hugetlb vmas live here, and their
+            # tables are where huge_pte_alloc put them
+            if g.hugetlb_tables == "separate":
+                for a, b, _ in self.huge.runs(start >> self.huge_shift, ((end - 1) >> self.huge_shift) + 1):
+                    other.huge.add(a, b)
+                    other.huge_pgdir = True
+                t_end = t_start
+            elif g.hugetlb_tables == "rescaled":
+                t_start, t_end = g.htlbpage_to_page(start), g.htlbpage_to_page(end - 1) + 1
+        for name in self.levels if t_start != t_end else ():
             if name in self.prealloc:
                 continue
-            lo, hi = self.index_range(name, start, end)
+            lo, hi = self.index_range(name, t_start, t_end)
             n = 0
             for a, b, _ in self.tables[name].runs(lo, hi):
                 n += other.tables[name].add(a, b)
             if n:
                 new[name] = n
-        ps = self.geom.page_shift
         for a, b, v in self.ptes.runs(start >> ps, end >> ps):
             other.ptes.set(a, b, v)
         return new

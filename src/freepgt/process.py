@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from .arch import Geometry
+from .archhooks import arch_mmap_check, arch_mremap, arch_munmap_check
 from .eras import DEFAULT_ERA, Era, get_era
+from .errors import syscall_error
 from .mm.core import MM
 from .mm.exit import ExitReport, exit_mmap
 from .mm.fork import dup_mmap
@@ -72,7 +74,7 @@ def small_static_image(geom: Geometry) -> Image:
     """A tiny static binary (like lmbench's ``hello-s``): text, data, bss, stack."""
     base = 0x400000 if geom.word_bits == 64 else 0x08048000
     ps = geom.page_size
-    stack_top = geom.task_size
+    stack_top = geom.stack_top or geom.task_size
     return Image(
         name="hello-s",
         size=4 * ps,
@@ -172,11 +174,23 @@ class Process:
             file = self.files[file]
         addr, length, offset = (self._word(n, v) for n, v in (("mmap: addr", addr), ("mmap: length", length),
                                                                ("mmap: offset", offset)))
+        if self.geom.region_shift and not length:
+            # ia64 do_mmap2: "A zero mmap always succeeds in Linux, independent
+            # of whether or not the remaining arguments are valid."
+            self.mm.check_alive()
+            return addr
+        err = arch_mmap_check(self.geom, addr, length)
+        if err:
+            raise syscall_error(err, f"mmap({addr:#x}, {length:#x}): refused by the architecture")
         return self._run(do_mmap, self.mm, addr, length, prot, _flagset(flags), file, offset)
 
     def munmap(self, addr: int, length: int) -> None:
         """``munmap(2)``."""
-        self._run(do_munmap, self.mm, self._word("munmap: addr", addr), self._word("munmap: length", length))
+        addr, length = self._word("munmap: addr", addr), self._word("munmap: length", length)
+        err = arch_munmap_check(self.geom, addr, length)
+        if err:
+            raise syscall_error(err, f"munmap({addr:#x}, {length:#x}): refused by the architecture")
+        self._run(do_munmap, self.mm, addr, length)
 
     def mprotect(self, addr: int, length: int, prot: str) -> None:
         """``mprotect(2)``."""
@@ -195,7 +209,14 @@ class Process:
                                                                 ("mremap: new_len", new_len)))
         if new_addr is not None:
             new_addr = self._word("mremap: new_addr", new_addr)
-        return self._run(do_mremap, self.mm, old, old_len, new_len, _flagset(flags), new_addr)
+
+        def sys_mremap() -> int:
+            # the arch wrapper (sparc64 sys64_mremap) may refuse or turn a
+            # growth into the VA hole into a move
+            f, target = arch_mremap(self.mm, old, old_len, new_len, _flagset(flags), new_addr)
+            return do_mremap(self.mm, old, old_len, new_len, f, target)
+
+        return self._run(sys_mremap)
 
     def brk(self, addr: int) -> int:
         """``brk(2)``: returns the new break (the old one if the move was refused)."""
@@ -220,11 +241,14 @@ class Process:
     def exit(self) -> ExitReport:
         """``exit_mmap``: tear everything down; KernelBug if the era's check fires."""
         self.exit_report = exit_mmap(self.mm)
+        # mmput -> mmdrop: destroy_context frees what the arch kept apart (ppc64's huge tables)
+        self.mm.destroy_context()
         return self.exit_report
 
     def exec(self, image: Image | None = None) -> ExitReport:
         """``execve``: drop the old mm (``exit_mmap``) and build the image's new one."""
         report = exit_mmap(self.mm)
+        self.mm.destroy_context()
         self.mm = MM(self.era, self.geom)
         image = image or small_static_image(self.geom)
         f = File(image.name, image.size, self.geom.page_size)

@@ -27,6 +27,11 @@ class TlbStats:
     tables_freed: dict[str, int] = field(default_factory=dict)
     #: The last few flushed ranges, newest last, for reports.
     recent_ranges: list[tuple[int, int]] = field(default_factory=list)
+    #: sparc64 ``flush_tlb_pgtables``: calls that flushed, VPTE pages flushed,
+    #: and the last few VPTE ranges (see ``freepgt.archhooks``).
+    pgtable_flushes: int = 0
+    pgtable_flush_pages: int = 0
+    pgtable_flush_ranges: list[tuple[int, int]] = field(default_factory=list)
 
 
 RECENT_RANGES = 16

@@ -165,11 +165,13 @@ def is_mergeable(prev: Vma, nxt: Vma, page_shift: int = 12) -> bool:
     """Can ``prev`` and ``nxt`` (adjacent, prev below) be one vma?
 
     Same flags, same object, contiguous ``vm_pgoff``, compatible anon_vmas
-    (equal, or one of them absent), and neither is ``VM_SPECIAL``.
+    (equal, or one of them absent), and neither is ``VM_SPECIAL`` nor
+    hugetlb (2.6.12's hugetlbfs sets VM_RESERVED, later kernels
+    VM_DONTEXPAND: either way ``vma_merge`` refuses).
     """
     if prev.vm_end != nxt.vm_start:
         return False
-    if prev.vm_flags != nxt.vm_flags or prev.vm_flags & VM_SPECIAL:
+    if prev.vm_flags != nxt.vm_flags or prev.vm_flags & (VM_SPECIAL | VM_HUGETLB):
         return False
     if prev.vm_file is not nxt.vm_file:
         return False

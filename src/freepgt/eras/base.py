@@ -66,6 +66,9 @@ class Era:
     #: the ceiling rounded without the "rounded to 0" check and ``end`` never
     #: trimmed, so the walk may start past its end
     first_posting_trim = False
+    #: free_pgd_range ends with the arch hook ``flush_tlb_pgtables`` (2.6.x
+    #: until 2.6.24 removed it; only sparc64's does anything)
+    has_flush_tlb_pgtables = False
     #: CONFIG_PREEMPT: ZAP_BLOCK_SIZE is 8 pages instead of zap_block_pages,
     #: so unmap_vmas offers to drop the lock (and flushes the TLB) every 8 pages
     preempt = False
@@ -142,7 +145,10 @@ class Era:
         return place_top_down(mm, length)
 
     def task_unmapped_base(self, geom: "Geometry") -> int:
-        """TASK_UNMAPPED_BASE: PAGE_ALIGN(TASK_SIZE / 3)."""
+        """TASK_UNMAPPED_BASE: PAGE_ALIGN(TASK_SIZE / 3), unless the architecture has its own."""
+        if geom.task_unmapped_base:
+            # ia64 region 1, sparc64 PAGE_OFFSET, ppc64 TASK_SIZE / 4
+            return geom.task_unmapped_base
         ps = geom.page_size
         return (geom.task_size // 3 + ps - 1) & ~(ps - 1)
 
@@ -195,7 +201,16 @@ class Era:
         unmap_region(mm, [vma], prev, nxt, vma.vm_start, vma.vm_end)
 
     def after_free_pgd_range(self, mm: "MM", tlb: "MmuGather", start: int, end: int) -> None:
-        """Arch hook at the end of free_pgd_range (``flush_tlb_pgtables`` in 2.6.12)."""
+        """Arch hook at the end of free_pgd_range (``flush_tlb_pgtables`` in 2.6.12).
+
+        ``if (!tlb->fullmm) flush_tlb_pgtables(mm, start, end)`` with the
+        trimmed bounds, in eras that have the hook; the architecture decides
+        what it does (``freepgt.archhooks``: sparc64 flushes its VPTE area).
+        """
+        if self.has_flush_tlb_pgtables and not tlb.fullmm:
+            from ..archhooks import flush_tlb_pgtables
+
+            flush_tlb_pgtables(mm, start, end)
 
     # --- populate -------------------------------------------------------------------
     def populate(self, mm: "MM", vma: "Vma", start: int, end: int) -> None:

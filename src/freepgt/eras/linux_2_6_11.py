@@ -56,6 +56,13 @@ class Linux2611(Linux2612):
         g = mm.geom
         clear_page_range(mm, tlb, first_user_pgd_nr(g) * g.PGDIR_SIZE, mm_vm_size(g))
 
+    def after_free_pgd_range(self, mm, tlb, start, end) -> None:
+        # sparc64's flush_tlb_pgtables before DaveM's fix compared longs
+        if not tlb.fullmm:
+            from ..archhooks import flush_tlb_pgtables
+
+            flush_tlb_pgtables(mm, start, end, signed_check=True)
+
     def mmap_driver_failed(self, mm, vma, prev, nxt) -> None:
         zap_page_range(mm, vma)
 

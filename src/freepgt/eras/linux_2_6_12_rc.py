@@ -55,10 +55,10 @@ class Linux2612rc(Linux2612):
     def unmap_region_free(self, mm, tlb, vmas, prev, nxt, start, end) -> None:
         floor = prev.vm_end if prev is not None else 0
         ceiling = nxt.vm_start if nxt is not None else 0
-        free_pgtables(mm, tlb, vmas, floor, ceiling)
+        free_pgtables(mm, tlb, vmas, floor, ceiling, hugetlb=False)
 
     def exit_free(self, mm, tlb, vmas) -> None:
-        free_pgtables(mm, tlb, vmas, 0, 0)
+        free_pgtables(mm, tlb, vmas, 0, 0, hugetlb=False)
 
     def exit_check(self, mm) -> None:
         if mm.nr_ptes:

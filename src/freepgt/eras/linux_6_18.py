@@ -40,6 +40,8 @@ class Linux618(Era):
     zap_block_pages = None
     preempt = False
     first_posting_trim = False
+    # flush_tlb_pgtables was removed tree-wide in 2.6.24
+    has_flush_tlb_pgtables = False
     mmap_min_addr = 65536
     map_shared_validate = True
     vm_noreserve = True
@@ -60,7 +62,14 @@ class Linux618(Era):
         return vma.anon_vma is not None or bool(vma.vm_flags & VM_PFNMAP)
 
     def exit_check(self, mm) -> None:
+        # __mmdrop frees the pgd (and with it ARM's vectors PTE table,
+        # uncounted by pgd_free) before check_mm looks
         left = self.vmpte_bytes(mm)
+        g = mm.geom
+        for level, start, end in g.reserved_tables:
+            if level in self.vmpte_levels:
+                lo, hi = mm.pt.index_range(level, start, end)
+                left -= mm.pt.tables[level].count(lo, hi) * g.level(level).table_bytes
         if left:
             mm.warnings.append(f"BUG: non-zero pgtables_bytes on freeing mm: {left}")
             raise KernelBug("check_mm: non-zero pgtables_bytes on freeing mm", f"{left} bytes left")

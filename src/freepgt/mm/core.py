@@ -16,7 +16,7 @@ from ..errors import syscall_error
 from ..latency import LockRuns
 from ..pagetable import PageTables
 from ..tlb import MmuGather, TlbStats
-from ..vma import Vma, VmaSet, is_mergeable
+from ..vma import VM_HUGETLB, Vma, VmaSet, is_mergeable
 
 if TYPE_CHECKING:
     from ..eras import Era
@@ -55,6 +55,12 @@ class MM:
         self.committed = 0
         self.warnings: list[str] = []
         self.dead = False
+        if geom.vectors_pte:
+            # ARM get_pgd_slow (arch/arm/mm/mm-armv.c): with low vectors the
+            # first page holds the machine vectors, so the pgd comes with the
+            # PTE page of [0, PMD_SIZE), allocated by pte_alloc_map (nr_ptes
+            # is 1 from the start); free_pgd_slow frees it with the pgd
+            self.alloc_tables(0, geom.page_size)
 
     # --- counters -----------------------------------------------------------
     @property
@@ -71,6 +77,30 @@ class MM:
         """Hand n freed tables of ``name`` to the gather and uncount them."""
         self.nr_tables[name] -= n
         tlb.free_tables(name, n, start, end)
+
+    def huge_pte_alloc(self, start: int, end: int) -> None:
+        """``huge_pte_alloc`` for the huge pages of [start, end), counting the tree's new tables.
+
+        The tables ppc64 keeps apart are counted in ``huge_tables``, not here:
+        nothing but ``destroy_context`` frees them.
+        """
+        for name, n in self.pt.huge_pte_alloc(start, end).items():
+            self.nr_tables[name] += n
+            self.stats["tables_allocated"] += n
+
+    @property
+    def huge_tables(self) -> dict[str, int]:
+        """ppc64's separately kept hugetlb tables: ``{"huge_pgdir": 0|1, "hugepte": n}``."""
+        return self.pt.huge_counts()
+
+    def destroy_context(self) -> dict[str, int]:
+        """``destroy_context`` when the mm is dropped: ppc64 frees its huge tables here.
+
+        Returns what was freed (nothing on other architectures).
+        """
+        gone = self.pt.free_huge_tables()
+        self.stats["huge_tables_freed"] = self.stats.get("huge_tables_freed", 0) + sum(gone.values())
+        return gone
 
     def table_count(self, name: str) -> int:
         return self.nr_tables.get(name, 0)
@@ -99,8 +129,13 @@ class MM:
             raise syscall_error(errno.ESRCH, "the process has exited")
 
     def split_vma(self, vma: Vma, addr: int) -> Vma:
-        """``__split_vma``: cut vma at addr; return the upper piece (the lower keeps ``vma``)."""
+        """``__split_vma``: cut vma at addr; return the upper piece (the lower keeps ``vma``).
+
+        A hugetlb vma can only be cut on a huge page boundary (EINVAL).
+        """
         ps = self.geom.page_shift
+        if vma.vm_flags & VM_HUGETLB and addr & (self.geom.HPAGE_SIZE - 1):
+            raise syscall_error(errno.EINVAL, f"split of a hugetlb vma at {addr:#x}")
         upper = vma.clone()
         upper.vm_start = addr
         upper.vm_pgoff = vma.vm_pgoff + ((addr - vma.vm_start) >> ps)

@@ -38,27 +38,90 @@ def first_user_pgd_nr(g: "Geometry") -> int:
     return (g.first_user_address + g.PGDIR_SIZE - 1) >> g.PGDIR_SHIFT
 
 
+def _slots_per_region(g: "Geometry") -> int:
+    return g.levels[0].ptrs >> (g.word_bits - g.region_shift)
+
+
 def user_ptrs_per_pgd(g: "Geometry") -> int:
-    """``USER_PTRS_PER_PGD``: the user pgd slots from FIRST_USER_PGD_NR up to TASK_SIZE."""
-    return ((g.task_size + g.PGDIR_SIZE - 1) >> g.PGDIR_SHIFT) - first_user_pgd_nr(g)
+    """``USER_PTRS_PER_PGD``: the user pgd slots from FIRST_USER_PGD_NR up to TASK_SIZE.
+
+    ia64 gives each user region its share of the pgd (5 regions of 256
+    slots with 16 KiB pages); sparc64's TASK_SIZE reaches past the hole, so
+    every slot of its pgd is a user slot.
+    """
+    if g.region_shift:
+        regions = -(-g.task_size >> g.region_shift)
+        return regions * _slots_per_region(g) - first_user_pgd_nr(g)
+    slots = min((g.task_size + g.PGDIR_SIZE - 1) >> g.PGDIR_SHIFT, g.levels[0].ptrs)
+    return slots - first_user_pgd_nr(g)
 
 
 def mm_vm_size(g: "Geometry") -> int:
-    """``MM_VM_SIZE(mm)``: TASK_SIZE rounded up to PGDIR_SIZE, unless the arch says otherwise."""
-    own = getattr(g, "mm_vm_size", 0)
-    if own:
-        return own
-    return (g.task_size + g.PGDIR_SIZE - 1) & ~(g.PGDIR_SIZE - 1)
+    """``MM_VM_SIZE(mm)``: TASK_SIZE rounded up to PGDIR_SIZE (ia64: DEFAULT_TASK_SIZE)."""
+    size = (g.task_size + g.PGDIR_SIZE - 1) & ~(g.PGDIR_SIZE - 1)
+    return size & g.mask or g.task_size
 
 
 def pgd_index(g: "Geometry", addr: int) -> int:
-    """``pgd_index(addr)``: the slot of addr in the pgd (masked like the kernel's)."""
-    return (addr >> g.PGDIR_SHIFT) & (g.levels[0].ptrs - 1)
+    """``pgd_index(addr)``: the slot of addr in the pgd (ia64: by region)."""
+    return g.pgd_index(addr)
+
+
+def slot_ranges(g: "Geometry", first: int, nr: int) -> list[tuple[int, int]]:
+    """The address ranges that pgd slots [first, first+nr) map, as the model keys them.
+
+    On a flat address space one range.  ia64 numbers its pgd region by
+    region (``region << 8 | slot``); sparc64's pgd covers the two halves of
+    its sign-extended address space around the hole (slot numbers from
+    the middle up are the top half).
+    """
+    if nr <= 0:
+        return []
+    s = g.PGDIR_SHIFT
+    last = first + nr  # exclusive
+    if g.region_shift:
+        per = _slots_per_region(g)
+        out = []
+        idx = first
+        while idx < last:
+            region, slot = divmod(idx, per)
+            n = min(per - slot, last - idx)
+            base = (region << g.region_shift) | (slot << s)
+            out.append((base, base + (n << s)))
+            idx += n
+        return out
+    if g.va_hole is not None:
+        ptrs = g.levels[0].ptrs
+        half = ptrs // 2
+        out = []
+        if first < half:
+            out.append((first << s, min(last, half) << s))
+        if last > half:
+            lo = max(first, half)
+            wrap = g.top - (ptrs << s)  # sign extension of the slot number
+            out.append((wrap + (lo << s), (wrap + (last << s)) & g.mask or g.top))
+        return out
+    return [(first << s, last << s)]
 
 
 # ---------------------------------------------------------------------------
 # 2.6.10: clear_page_tables
 # ---------------------------------------------------------------------------
+
+def _free_within(mm: "MM", tlb: MmuGather, start: int, end: int) -> None:
+    """Free every table whose whole span lies in [start, end), and the ptes in them."""
+    pt = mm.pt
+    for name in reversed(pt.levels):
+        shift = pt.shifts[name]
+        lo = (start + (1 << shift) - 1) >> shift
+        hi = end >> shift
+        if lo < hi:
+            n = pt.remove_tables(name, lo, hi)
+            if n:
+                mm.free_tables(tlb, name, n, lo << shift, hi << shift)
+            if name == "pte":
+                pt.zap(lo << shift, hi << shift)
+
 
 def clear_page_tables(mm: "MM", tlb: MmuGather, first: int, nr: int) -> None:
     """2.6.10 ``clear_page_tables``: free every table under pgd slots [first, first+nr).
@@ -74,20 +137,14 @@ def clear_page_tables(mm: "MM", tlb: MmuGather, first: int, nr: int) -> None:
     pt = mm.pt
     ex = mm.entries_examined
     ex["pgd"] = ex.get("pgd", 0) + nr
-    start = first << g.PGDIR_SHIFT
-    end = (first + nr) << g.PGDIR_SHIFT
-    # every present table above the PTE level is read in full
-    for name in pt.levels[:-1]:
-        shift = pt.shifts[name]
-        present = pt.tables[name].count(start >> shift, end >> shift)
-        if present:
-            ex[name] = ex.get(name, 0) + present * g.level(name).ptrs
-    for name in reversed(pt.levels):
-        shift = pt.shifts[name]
-        n = pt.remove_tables(name, start >> shift, end >> shift)
-        if n:
-            mm.free_tables(tlb, name, n, start, end)
-    pt.zap(start, end)
+    for start, end in slot_ranges(g, first, nr):
+        # every present table above the PTE level is read in full
+        for name in pt.levels[:-1]:
+            shift = pt.shifts[name]
+            present = pt.tables[name].count(start >> shift, end >> shift)
+            if present:
+                ex[name] = ex.get(name, 0) + present * g.level(name).ptrs
+        _free_within(mm, tlb, start, end)
 
 
 # ---------------------------------------------------------------------------
@@ -97,7 +154,8 @@ def clear_page_tables(mm: "MM", tlb: MmuGather, first: int, nr: int) -> None:
 def clear_page_range(mm: "MM", tlb: MmuGather, start: int, end: int) -> None:
     """2.6.11 ``clear_page_range``: free the tables whose whole span lies in [start, end).
 
-    The walk descends into every present entry of the range at every level
+    The walk goes over pgd slots ``pgd_index(start)`` to ``pgd_index(end -
+    1)``, descends into every present entry of the range at every level
     (``clear_pgd_range`` → ``clear_pud_range`` → ``clear_pmd_range``) and
     frees a table only when the piece of the range handed to it is aligned
     at both ends, i.e. covers the table's span.  ptes are not read.  A table
@@ -107,19 +165,23 @@ def clear_page_range(mm: "MM", tlb: MmuGather, start: int, end: int) -> None:
     """
     if not end or end <= start:
         return
-    pt = mm.pt
-    count_entries(mm, start, end, with_pte=False)
-    for name in reversed(pt.levels):
-        shift = pt.shifts[name]
-        span = 1 << shift
-        lo = (start + span - 1) >> shift
-        hi = end >> shift
-        if lo < hi:
-            n = pt.remove_tables(name, lo, hi)
-            if n:
-                mm.free_tables(tlb, name, n, lo << shift, hi << shift)
-            if name == "pte":
-                pt.zap(lo << shift, hi << shift)
+    g = mm.geom
+    if not g.region_shift and g.va_hole is None:
+        count_entries(mm, start, end, with_pte=False)
+        _free_within(mm, tlb, start, end)
+        return
+    # ia64 and sparc64: the loop counts pgd slots, which are not linear in
+    # the address across regions or around the hole
+    first, last = pgd_index(g, start), pgd_index(g, end - 1)
+    if last < first:
+        return
+    ex = mm.entries_examined
+    ex["pgd"] = ex.get("pgd", 0) + last - first + 1
+    for a, b in slot_ranges(g, first, last - first + 1):
+        s, e = max(a, start), min(b, end)
+        if s < e:
+            count_entries(mm, s, e, with_pte=False, with_pgd=False)
+            _free_within(mm, tlb, s, e)
 
 
 # ---------------------------------------------------------------------------

@@ -16,7 +16,8 @@ from ..latency import account_zap
 from ..pagetable import PTE_ANON, PTE_FILE, PTE_ZERO
 from ..tlb import MmuGather
 from ..vma import (
-    VM_ACCOUNT, VM_EXEC, VM_MAYSHARE, VM_PFNMAP, VM_READ, VM_RWX, VM_SHARED, VM_WRITE, AnonVma, Vma,
+    VM_ACCOUNT, VM_EXEC, VM_HUGETLB, VM_MAYSHARE, VM_PFNMAP, VM_READ, VM_RWX, VM_SHARED, VM_WRITE, AnonVma,
+    Vma,
 )
 
 if TYPE_CHECKING:
@@ -27,12 +28,13 @@ if TYPE_CHECKING:
 # Counting what a walk reads
 # ---------------------------------------------------------------------------
 
-def count_entries(mm: "MM", start: int, end: int, with_pte: bool = True) -> None:
+def count_entries(mm: "MM", start: int, end: int, with_pte: bool = True, with_pgd: bool = True) -> None:
     """Add to ``mm.entries_examined`` the entries a walk of [start, end) reads.
 
     A walk reads, at each real level, every entry of the range inside the
     tables that are present (the pgd is always present).  ``free_pgd_range``
-    reads no pte (``with_pte=False``); a zap reads them all.
+    reads no pte (``with_pte=False``); a zap reads them all.  A caller that
+    counts the pgd slots itself passes ``with_pgd=False``.
     """
     if start == end:
         return
@@ -41,6 +43,8 @@ def count_entries(mm: "MM", start: int, end: int, with_pte: bool = True) -> None
     ex = mm.entries_examined
     for name, es, ts in pt.walk:
         if ts is None:
+            if not with_pgd:
+                continue
             n = (last >> es) - (start >> es) + 1
         elif name == "pte" and not with_pte:
             continue
@@ -229,26 +233,66 @@ def _lost_ptes(mm: "MM", start: int, end: int) -> None:
         mm.warnings.append(f"free_pgd_range: freed a PTE page still mapping [{a:#x}, {b:#x})")
 
 
-def free_pgtables(mm: "MM", tlb: MmuGather, vmas: list[Vma], floor: int, ceiling: int) -> None:
+def free_pgtables(mm: "MM", tlb: MmuGather, vmas: list[Vma], floor: int, ceiling: int,
+                  hugetlb: bool = True) -> None:
     """``free_pgtables``: free the tables of the removed ``vmas`` (address order).
 
     Neighbouring vmas no more than PMD_SIZE apart are gathered into one
     ``free_pgd_range`` call; an intermediate group's ceiling is the start of
     the next group (also going away), the floor stays the surviving one.
+
+    A vma whose first huge page is ``is_hugepage_only_range`` (ia64 region
+    4, ppc64's 1-1.5 TB area) goes alone to ``hugetlb_free_pgd_range``, and
+    gathering never absorbs one (freepgt 3/6).  On other architectures the
+    test is the constant 0 and hugetlb vmas are ordinary vmas here.
+    ``hugetlb=False`` gives the loop of freepgt 1/6, which did not know
+    hugepage-only vmas yet.
     """
     g = mm.geom
     m = g.mask
     pmd_size = g.PMD_SIZE
+    huge_only = g.hugepage_only if hugetlb else ()  # empty but on ia64 and ppc64
+    hpage = g.HPAGE_SIZE
     n = len(vmas)
     i = 0
     while i < n:
         addr = vmas[i].vm_start
+        if huge_only and g.is_hugepage_only_range(addr, hpage):
+            nxt = vmas[i + 1] if i + 1 < n else None
+            hugetlb_free_pgd_range(mm, tlb, addr, vmas[i].vm_end, floor, nxt.vm_start if nxt else ceiling)
+            i += 1
+            continue
         j = i
-        while j + 1 < n and vmas[j + 1].vm_start <= ((vmas[j].vm_end + pmd_size) & m):
+        while j + 1 < n and vmas[j + 1].vm_start <= ((vmas[j].vm_end + pmd_size) & m) \
+                and not (huge_only and g.is_hugepage_only_range(vmas[j + 1].vm_start, hpage)):
             j += 1
         nxt = vmas[j + 1] if j + 1 < n else None
         free_pgd_range(mm, tlb, addr, vmas[j].vm_end, floor, nxt.vm_start if nxt else ceiling)
         i = j + 1
+
+
+def hugetlb_free_pgd_range(mm: "MM", tlb: MmuGather, addr: int, end: int, floor: int, ceiling: int) -> None:
+    """``hugetlb_free_pgd_range`` (2.6.12) for one hugepage-only vma.
+
+    ia64 (arch/ia64/mm/hugetlbpage.c): the tables of region 4 are indexed by
+    ``htlbpage_to_page``, so addr and end are scaled down before the ordinary
+    ``free_pgd_range``; floor and ceiling are scaled only if they lie in the
+    hugepage region themselves (a region-3 floor stays as it is, a ceiling of
+    0 stays the top).  ppc64 (include/asm-ppc64/pgtable.h): a no-op, its
+    two-level huge tables are freed by ``destroy_context``.
+    """
+    g = mm.geom
+    if g.hugetlb_tables == "separate":
+        return
+    if g.hugetlb_tables == "rescaled":
+        hpage = g.HPAGE_SIZE
+        addr = g.htlbpage_to_page(addr)
+        end = g.htlbpage_to_page(end)
+        if g.is_hugepage_only_range(floor, hpage):
+            floor = g.htlbpage_to_page(floor)
+        if g.is_hugepage_only_range(ceiling, hpage):
+            ceiling = g.htlbpage_to_page(ceiling)
+    free_pgd_range(mm, tlb, addr, end, floor, ceiling)
 
 
 # ---------------------------------------------------------------------------
@@ -441,6 +485,9 @@ def handle_range_fault(mm: "MM", vma: Vma, start: int, end: int, write: bool) ->
     Raises BusError at the first page past the object's end.  Permissions
     must have been checked by the caller.
     """
+    if vma.vm_flags & VM_HUGETLB:
+        hugetlb_fault(mm, vma, start, end)
+        return
     if vma.vm_flags & VM_PFNMAP:
         _pfn_fault(mm, vma, start, end)
         return
@@ -448,6 +495,29 @@ def handle_range_fault(mm: "MM", vma: Vma, start: int, end: int, write: bool) ->
         _anon_fault(mm, vma, start, end, write)
         return
     _file_fault(mm, vma, start, end, write)
+
+
+def hugetlb_fault(mm: "MM", vma: Vma, start: int, end: int) -> None:
+    """``hugetlb_fault`` for every huge page of [start, end) that is not mapped yet.
+
+    Each huge page gets its huge pte through ``huge_pte_alloc`` (which builds
+    the tables the architecture keeps huge ptes in) and is mapped whole; the
+    model keeps its base pages in the pte map, as page-cache pages of the
+    hugetlbfs file, so rss and zapping see them.  Reads and writes alike map
+    the page: hugetlb has no zero page.  (2.6.12's hugetlbfs prefaulted the
+    whole vma at mmap time, ``hugetlb_prefault``; touching the range gives
+    the same tables.)
+    """
+    g = mm.geom
+    hpage = g.HPAGE_SIZE
+    ps = g.page_shift
+    lo = start & ~(hpage - 1)
+    hi = (end + hpage - 1) & ~(hpage - 1)
+    pt = mm.pt
+    # huge pages are mapped whole, so every gap is made of whole huge pages
+    for a, b in list(pt.ptes.gaps(lo >> ps, hi >> ps)):
+        mm.huge_pte_alloc(a << ps, b << ps)
+        pt.map_pages(a, b, PTE_FILE)
 
 
 def _pfn_fault(mm: "MM", vma: Vma, start: int, end: int) -> None:

@@ -8,16 +8,17 @@ from typing import TYPE_CHECKING
 from ..errors import syscall_error
 from ..pagetable import PTE_PFN
 from ..vma import (
-    VM_ACCOUNT, VM_DONTEXPAND, VM_IO, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE,
+    VM_ACCOUNT, VM_DONTEXPAND, VM_HUGETLB, VM_IO, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE,
     VM_NORESERVE, VM_PFNMAP, VM_SHARED, VM_WRITE, Device, MappedObject, Shmem, Vma,
     is_mergeable, prot_to_flags,
 )
-from .memory import unmap_vmas
+from .memory import populate_range, unmap_vmas
 
 if TYPE_CHECKING:
     from .core import MM
 
-MAP_FLAGS = frozenset({"private", "shared", "anon", "fixed", "fixed_noreplace", "noreserve", "populate"})
+MAP_FLAGS = frozenset({"private", "shared", "anon", "fixed", "fixed_noreplace", "noreserve", "populate",
+                       "hugetlb"})
 
 
 def page_align(mm: "MM", x: int) -> int:
@@ -96,14 +97,94 @@ def do_munmap(mm: "MM", start: int, length: int) -> None:
     length = page_align(mm, length)
     if length == 0:
         raise syscall_error(errno.EINVAL, f"munmap({start:#x}, 0)")
+    first = mm.vmas.find_vma(start)
+    if first is not None and first.vm_flags & VM_HUGETLB and first.vm_start < start + length:
+        # 2.6.12 do_munmap: is_aligned_hugepage_range(start, len) when the
+        # first vma it meets is a hugetlb one
+        if not prepare_hugepage_range(g, start, length):
+            raise syscall_error(errno.EINVAL, f"munmap({start:#x}, {length:#x}): not whole huge pages")
     do_vmi_munmap(mm, start, start + length)
 
 
-def get_unmapped_area(mm: "MM", addr: int, length: int, fixed: bool) -> int:
+def prepare_hugepage_range(g, addr: int, length: int) -> bool:
+    """``prepare_hugepage_range`` / ``is_aligned_hugepage_range``: may huge pages go there?
+
+    Start and length must be multiples of HPAGE_SIZE; where the architecture
+    has a hugepage-only area the range must lie inside it (ia64 region 4,
+    ppc64 ``within_hugepage_high_range``; ppc64's low segments are not
+    modelled).
+    """
+    hpage = g.HPAGE_SIZE
+    if not hpage or addr & (hpage - 1) or length & (hpage - 1):
+        return False
+    if g.hugepage_only:
+        end = addr + length
+        return any(base <= addr and end <= top for base, top in g.hugepage_only)
+    return True
+
+
+def _hole_at(holes: tuple[tuple[int, int], ...], addr: int, length: int) -> tuple[int, int] | None:
+    """The first of the sorted ``holes`` that [addr, addr+length) reaches into, or None."""
+    end = addr + length
+    for lo, hi in holes:
+        if lo >= end:
+            return None
+        if addr < hi:
+            return lo, hi
+    return None
+
+
+def hugetlb_get_unmapped_area(mm: "MM", addr: int, length: int) -> int:
+    """``hugetlb_get_unmapped_area``: a free, HPAGE-aligned place for a hugetlb mapping.
+
+    ia64 searches region 4 from its base (or from an aligned hint inside
+    it), ppc64 its 1-1.5 TB area from the bottom (``htlb_get_high_area``,
+    hints ignored); elsewhere the generic hugetlbfs search: the hint rounded
+    up to HPAGE_SIZE if that range is free, else the first fit from
+    TASK_UNMAPPED_BASE.  ENOMEM when nothing fits.
+    """
+    g = mm.geom
+    hpage = g.HPAGE_SIZE
+    holes = g.placement_holes(hugetlb=True)
+
+    def align(x: int) -> int:
+        return (x + hpage - 1) & ~(hpage - 1)
+
+    if g.hugepage_only:
+        start, top = g.hugepage_only[0]
+        if g.hugetlb_tables == "rescaled" and addr and not addr & (hpage - 1) \
+                and g.is_hugepage_only_range(addr, length):
+            start = addr
+    else:
+        top = g.task_size
+        if addr:
+            hint = align(addr)
+            if hint and g.task_size - length >= hint and mm.vmas.is_free(hint, hint + length) \
+                    and _hole_at(holes, hint, length) is None:
+                return hint
+        start = mm.era.task_unmapped_base(g)
+    addr = align(start)
+    while addr + length <= top:
+        hole = _hole_at(holes, addr, length)
+        if hole is not None:
+            addr = align(hole[1])
+            continue
+        vma = mm.vmas.find_vma(addr)
+        if vma is None or addr + length <= vma.vm_start:
+            return addr
+        addr = align(vma.vm_end)
+    raise syscall_error(errno.ENOMEM, "mmap: no room for the hugetlb mapping")
+
+
+def get_unmapped_area(mm: "MM", addr: int, length: int, fixed: bool, hugetlb: bool = False) -> int:
     """``get_unmapped_area``: a fixed address, a usable hint, or the era's own placement.
 
     A fixed range is checked against TASK_SIZE before its alignment, as the
-    kernel does.  A hint is used if the whole range is free.
+    kernel does; then (2.6.12) a hugetlb range must suit huge pages
+    (``prepare_hugepage_range``) and any other must not be
+    ``is_hugepage_only_range``, else EINVAL.  A hint is used if the whole
+    range is free and, on architectures with holes or hugepage-only areas,
+    clear of them.  Hugetlb placement is ``hugetlb_get_unmapped_area``'s.
     """
     g = mm.geom
     era = mm.era
@@ -115,12 +196,40 @@ def get_unmapped_area(mm: "MM", addr: int, length: int, fixed: bool) -> int:
             raise syscall_error(errno.ENOMEM, f"mmap: fixed range {addr:#x}+{length:#x} above TASK_SIZE")
         if addr & (ps - 1):
             raise syscall_error(errno.EINVAL, f"mmap: fixed address {addr:#x} not page aligned")
+        if hugetlb:
+            if not prepare_hugepage_range(g, addr, length):
+                raise syscall_error(errno.EINVAL, f"mmap: [{addr:#x}, +{length:#x}) unfit for huge pages")
+        elif g.hugepage_only and g.is_hugepage_only_range(addr, length):
+            raise syscall_error(errno.EINVAL, f"mmap: [{addr:#x}, +{length:#x}) is for huge pages only")
         return addr
+    if hugetlb:
+        return hugetlb_get_unmapped_area(mm, addr, length)
     if addr:
         addr = era.round_hint(g, addr)
         if addr and g.task_size - length >= addr and mm.vmas.is_free(addr, addr + length):
-            return addr
+            holes = g.placement_holes()
+            if not holes or _hole_at(holes, addr, length) is None:
+                return addr
     return era.place_mapping(mm, length)
+
+
+def _fit_below(mm: "MM", low: int, high: int, length: int) -> int | None:
+    """The highest free range of ``length`` in [low, high) clear of the placement holes.
+
+    A range the gap search offers that reaches into a hole (sparc64's VA
+    hole, an ia64 region tail, ppc64's hugepage area) sends the search on
+    below the hole, as ppc64's ``arch_get_unmapped_area_topdown`` does.
+    """
+    holes = mm.geom.placement_holes()
+    while high - low >= length:
+        found = mm.vmas.gaps_top_down(low, high, length)
+        if found is None or not holes:
+            return found
+        hole = _hole_at(holes, found, length)
+        if hole is None:
+            return found
+        high = hole[0]
+    return None
 
 
 def place_top_down(mm: "MM", length: int) -> int:
@@ -133,12 +242,12 @@ def place_top_down(mm: "MM", length: int) -> int:
         # nothing above cache[1] had room for cache[0] bytes, and no space
         # has been freed since: start there (same answer, found sooner)
         high = min(high, cache[1])
-    found = mm.vmas.gaps_top_down(low, high, length)
+    found = _fit_below(mm, low, high, length)
     if found is not None:
         mm.topdown_cache = (length, found + length)
     if found is None:
         # arch_get_unmapped_area_topdown falls back to a bottom-up search
-        found = mm.vmas.gaps_top_down(mm.mmap_base, g.task_size, length)
+        found = _fit_below(mm, mm.mmap_base, g.task_size, length)
     if found is None:
         raise syscall_error(errno.ENOMEM, "mmap: no room for the mapping")
     return found
@@ -156,12 +265,19 @@ def place_bottom_up(mm: "MM", length: int) -> int:
     end = g.task_size
     addr = mm.free_area_cache if mm.free_area_cache is not None else begin
     start_addr = addr
+    holes = g.placement_holes()
     while True:
         i = mm.vmas.find_index(addr)
         vmas = mm.vmas.all()
         while True:
             if end - length < addr:
                 break
+            hole = _hole_at(holes, addr, length) if holes else None
+            if hole is not None:
+                # sparc64 jumps to PAGE_OFFSET, ppc64 to TASK_HPAGE_END
+                addr = hole[1]
+                i = mm.vmas.find_index(addr)
+                continue
             vma = vmas[i] if i < len(vmas) else None
             if vma is None or addr + length <= vma.vm_start:
                 mm.free_area_cache = addr + length
@@ -180,8 +296,12 @@ def do_mmap(mm: "MM", addr: int, length: int, prot: str, flags: frozenset[str] |
     ``flags`` holds the ops-format names: ``private`` and/or ``shared``
     (both is MAP_SHARED_VALIDATE, a shared file mapping in eras that know
     it), any of ``anon``, ``fixed``, ``fixed_noreplace``, ``noreserve``,
-    ``populate``.  The checks come in the kernel's order, so the errno is
-    the one Linux gives first.
+    ``populate``, and the model's ``hugetlb``: an anonymous mapping of huge
+    pages (MAP_HUGETLB, as a hugetlbfs file is mapped in 2.6.12), whose
+    start and length must be multiples of HPAGE_SIZE (EINVAL), which is
+    never charged, never merges, and whose pages fault in whole.  The
+    checks come in the kernel's order, so the errno is the one Linux gives
+    first.
     """
     mm.check_alive()
     g = mm.geom
@@ -193,10 +313,14 @@ def do_mmap(mm: "MM", addr: int, length: int, prot: str, flags: frozenset[str] |
     if "fixed_noreplace" in flags and not era.map_fixed_noreplace:
         flags = flags - {"fixed_noreplace"}
     anon = "anon" in flags
+    hugetlb = "hugetlb" in flags
     if anon:
         file = None
     elif file is None:
         raise syscall_error(errno.EBADF, "mmap: no file for a file mapping")
+    if hugetlb and (not anon or not g.hpage_shift):
+        # MAP_HUGETLB on a file that is not hugetlbfs, or no huge pages here
+        raise syscall_error(errno.EINVAL, "mmap: hugetlb needs an anonymous mapping and huge pages")
     if len(prot) != 3 or any(c not in ok for c, ok in zip(prot, ("r-", "w-", "x-"))):
         raise syscall_error(errno.EINVAL, f"mmap: bad prot {prot!r}")
     if offset & (g.page_size - 1):
@@ -206,13 +330,15 @@ def do_mmap(mm: "MM", addr: int, length: int, prot: str, flags: frozenset[str] |
     length = g.u(page_align(mm, length))
     if length == 0:
         raise syscall_error(errno.ENOMEM, "mmap: length too large")
+    if hugetlb and length & (g.HPAGE_SIZE - 1):
+        raise syscall_error(errno.EINVAL, f"mmap: length {length:#x} is not whole huge pages")
     pgoff = offset >> g.page_shift
     if g.u(pgoff + (length >> g.page_shift)) < pgoff:
         raise syscall_error(errno.EOVERFLOW, "mmap: offset + length overflows")
     if mm.map_count > mm.max_map_count:
         raise syscall_error(errno.ENOMEM, "mmap: max_map_count reached")
     fixed = "fixed" in flags or "fixed_noreplace" in flags
-    addr = get_unmapped_area(mm, addr, length, fixed)
+    addr = get_unmapped_area(mm, addr, length, fixed, hugetlb)
     end = addr + length
     if "fixed_noreplace" in flags and not mm.vmas.is_free(addr, end):
         raise syscall_error(errno.EEXIST, f"mmap: [{addr:#x}, {end:#x}) is already mapped")
@@ -233,8 +359,11 @@ def do_mmap(mm: "MM", addr: int, length: int, prot: str, flags: frozenset[str] |
     if "noreserve" in flags:
         if era.vm_noreserve:
             vm_flags |= VM_NORESERVE
-    elif not shared and vm_flags & VM_WRITE:
+    elif not shared and vm_flags & VM_WRITE and not hugetlb:
+        # hugetlb pages are reserved from the huge page pool, not charged
         vm_flags |= VM_ACCOUNT
+    if hugetlb:
+        vm_flags |= VM_HUGETLB | VM_DONTEXPAND
     if isinstance(file, Device):
         vm_flags |= VM_IO | VM_PFNMAP | VM_DONTEXPAND
     if anon and shared:
@@ -256,7 +385,11 @@ def do_mmap(mm: "MM", addr: int, length: int, prot: str, flags: frozenset[str] |
     else:
         vma = mm.insert_vma(vma)
     if "populate" in flags:
-        era.populate(mm, vma, addr, end)
+        if hugetlb:
+            # huge pages fault in whole, in every era
+            populate_range(mm, vma, addr, end)
+        else:
+            era.populate(mm, vma, addr, end)
     return addr
 
 

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["OBS_KEYS", "to_json_line", "render_table"]
+__all__ = ["OBS_KEYS", "COST_KEYS", "to_json_line", "render_table"]
 
 OBS_KEYS = ("line", "op", "ret", "vmas", "pgtables", "rss", "child_pgtables")
 _REQUIRED = OBS_KEYS[:-1]
+#: optional cost keys (``--costs``, freepgt.costs), always after the contract's keys
+COST_KEYS = ("examined", "freed", "flushes", "leaked")
 
 
 def _check_keys(obs: dict) -> None:
@@ -21,7 +23,7 @@ def _check_keys(obs: dict) -> None:
         raise ValueError(f"observation lacks {', '.join(missing)}: {obs!r}")
     # Unknown keys are refused rather than dropped: the model and host runs
     # are compared line by line, and a silently lost field would hide a bug.
-    extra = sorted(set(obs) - set(OBS_KEYS))
+    extra = sorted(set(obs) - set(OBS_KEYS) - set(COST_KEYS))
     if extra:
         raise ValueError(f"observation has unknown keys {', '.join(extra)}: {obs!r}")
 
@@ -29,13 +31,14 @@ def _check_keys(obs: dict) -> None:
 def to_json_line(obs: dict) -> str:
     """Return one observation as one compact JSON line without a newline.
 
-    Keys come in OBS_KEYS order, ``child_pgtables`` only when present, with
+    Keys come in OBS_KEYS order, ``child_pgtables`` only when present, then
+    the COST_KEYS that are present (``--costs``), with
     ``(',', ':')`` separators, so the same observation always gives the same
     bytes and two runs can be compared with diff.  Raises ValueError when a
     required key is missing or an unknown key is present.
     """
     _check_keys(obs)
-    ordered = {k: obs[k] for k in OBS_KEYS if k in obs}
+    ordered = {k: obs[k] for k in OBS_KEYS + COST_KEYS if k in obs}
     return json.dumps(ordered, separators=(",", ":"))
 
 
@@ -48,6 +51,13 @@ _COLUMNS = (
     ("rss", "rss", True),
     ("child", "child_pgtables", True),
 )
+# with --costs: entries examined and tables freed (all levels), TLB flushes, leaked bytes
+_COST_COLUMNS = (
+    ("examined", "examined", True),
+    ("freed", "freed", True),
+    ("flushes", "flushes", True),
+    ("leaked", "leaked", True),
+)
 _GAP = "  "
 
 
@@ -55,7 +65,9 @@ def _cell(obs: dict, key: str) -> str:
     if key not in obs or obs[key] is None:
         return ""
     value = obs[key]
-    if key in ("pgtables", "rss", "child_pgtables"):
+    if isinstance(value, dict):
+        value = sum(value.values())
+    if key in ("pgtables", "rss", "child_pgtables", "examined", "leaked"):
         return f"{value:,}"
     return str(value)
 
@@ -80,23 +92,28 @@ def render_table(observations: list[dict], title: str | None = None,
 
     ``sources`` maps a line number to the script text of that line; when
     given, the op column shows the whole operation (``munmap 0x… 8K``).
+    Observations with cost keys (``--costs``) add the columns examined and
+    freed (totals over the levels), flushes and leaked (bytes).
     """
-    rows = [[_cell(obs, key) for _, key, _ in _COLUMNS] for obs in observations]
+    columns = _COLUMNS
+    if any(k in obs for obs in observations for k in COST_KEYS):
+        columns = _COLUMNS + _COST_COLUMNS
+    rows = [[_cell(obs, key) for _, key, _ in columns] for obs in observations]
     if sources:
-        op_col = [key for _, key, _ in _COLUMNS].index("op")
+        op_col = [key for _, key, _ in columns].index("op")
         for obs, row in zip(observations, rows):
             text = sources.get(obs.get("line"))
             if text:
                 row[op_col] = text
     widths = [
         max([len(header)] + [len(row[i]) for row in rows])
-        for i, (header, _, _) in enumerate(_COLUMNS)
+        for i, (header, _, _) in enumerate(columns)
     ]
 
     def fmt(cells: list[str]) -> str:
         parts = [
             cell.rjust(width) if right else cell.ljust(width)
-            for cell, width, (_, _, right) in zip(cells, widths, _COLUMNS)
+            for cell, width, (_, _, right) in zip(cells, widths, columns)
         ]
         return _GAP.join(parts).rstrip()
 
@@ -105,7 +122,7 @@ def render_table(observations: list[dict], title: str | None = None,
     lines: list[str] = []
     if title:
         lines.append(title)
-    lines.append(fmt([header for header, _, _ in _COLUMNS]))
+    lines.append(fmt([header for header, _, _ in columns]))
     lines.append(fmt(["-" * w for w in widths]))
     if not observations:
         lines.append("(no observations)")

@@ -5,6 +5,12 @@ never starts on a script that would be refused halfway through.  It checks
 syntax only: alignment, the arena bounds and flag combinations that the
 kernel itself rejects (``mremap`` with ``fixed`` but not ``maymove``, say)
 are left to the run, where they become observations such as ``-EINVAL``.
+
+One mmap flag is a model-only extension, not part of the ops format that
+the host runner understands: ``hugetlb`` maps anonymous huge pages
+(MAP_HUGETLB; a hugetlbfs mapping in 2.6.12 terms).  Start and length must
+be multiples of the architecture's HPAGE_SIZE, or the run answers
+``-EINVAL``; on ia64 and ppc64 the range must lie in the hugepage-only area.
 """
 
 from __future__ import annotations
@@ -95,6 +101,8 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_.-]+", re.ASCII)
 
 _MMAP_SHARING = frozenset({"private", "shared"})
 _MMAP_FLAGS = _MMAP_SHARING | {"anon", "fixed", "fixed_noreplace", "noreserve", "populate"}
+#: accepted on top of the format's flags, but not advertised as part of it
+_MMAP_MODEL_FLAGS = frozenset({"hugetlb"})
 _MREMAP_FLAGS = frozenset({"maymove", "fixed", "dontunmap"})
 _ADVICE = frozenset({"dontneed"})
 _ACCESS = frozenset({"r", "w"})
@@ -133,13 +141,18 @@ def _prot(op: str, token: str) -> str:
     return token
 
 
-def _flag_list(op: str, token: str, known: frozenset[str]) -> frozenset[str]:
-    """Split a comma list of flags, refusing empty, unknown and repeated ones."""
+def _flag_list(op: str, token: str, known: frozenset[str],
+               model_only: frozenset[str] = frozenset()) -> frozenset[str]:
+    """Split a comma list of flags, refusing empty, unknown and repeated ones.
+
+    ``model_only`` flags are accepted too but left out of the list a refusal
+    shows, which names the format's own flags.
+    """
     seen: set[str] = set()
     for flag in token.split(","):
         if flag == "":
             raise _Refusal(f"{op}: empty flag in {token!r}")
-        if flag not in known:
+        if flag not in known and flag not in model_only:
             choices = ", ".join(sorted(known))
             raise _Refusal(f"{op}: unknown flag {flag!r} (known: {choices})")
         if flag in seen:
@@ -167,7 +180,7 @@ def _parse_mmap(line: int, args: list[str], files: set[str]) -> Op:
     addr = _number("mmap", "ADDR", args[0])
     length = _number("mmap", "LEN", args[1])
     prot = _prot("mmap", args[2])
-    flags = _flag_list("mmap", args[3], _MMAP_FLAGS)
+    flags = _flag_list("mmap", args[3], _MMAP_FLAGS, _MMAP_MODEL_FLAGS)
     sharing = flags & _MMAP_SHARING
     if len(sharing) != 1:
         what = "both" if sharing else "neither"
