@@ -2,6 +2,13 @@
 
 Exit status: 0 success, 2 a bad script or bad arguments, 3 the model hit a
 kernel BUG (or a failed invariant under ``--check``).
+
+``freepgt host`` (the real kernel's observations): 0 success, 2 a bad
+script, a host runner that cannot be used here, or a script the host cannot
+run comparably (an address outside the arena, a runner failure).
+``freepgt diff`` (model against kernel): 0 every observation matches, 1 they
+differ (the first difference is shown), 2 as for ``host``, 3 the model hit
+a kernel BUG.
 """
 
 from __future__ import annotations
@@ -11,7 +18,10 @@ import sys
 from importlib import resources
 
 from .arch import PRESETS, get_arch
+from .compare import add_compare_parser, add_costs_option
+from .costs import run_ops_with_costs
 from .eras import DEFAULT_ERA, era_names, get_era
+from .host.cli import cmd_diff, cmd_host
 from .ops.output import render_table, to_json_line
 from .ops.run import ScriptRunError, run_ops
 from .ops.script import ScriptError, load_script, parse_script
@@ -41,7 +51,8 @@ def _run_script(ops, filename: str, args: argparse.Namespace, title: str | None,
     out = sys.stdout
     observations = []
     try:
-        for obs in run_ops(ops, era=args.era, arch=args.arch, check=args.check, filename=filename):
+        runner = run_ops_with_costs if getattr(args, "costs", False) else run_ops
+        for obs in runner(ops, era=args.era, arch=args.arch, check=args.check, filename=filename):
             if args.format == "jsonl":
                 out.write(to_json_line(obs) + "\n")
             else:
@@ -93,7 +104,18 @@ def cmd_arch(args: argparse.Namespace) -> int:
         print(f"  {g.word_bits}-bit, {len(g.real_levels)} levels, page {g.page_size} B, "
               f"TASK_SIZE {g.task_size:#x}, FIRST_USER_ADDRESS {g.first_user_address:#x}")
         print(g.describe())
+        spans = ", ".join(f"{lv.name} {_size(g.table_span(lv.name))}" for lv in g.table_levels)
+        print(f"  one table spans: {spans}")
+        print(f"  quirks: {'; '.join(g.quirks()) or 'none'}")
     return 0
+
+
+def _size(n: int) -> str:
+    """A power-of-two byte count with the largest binary unit that divides it."""
+    for unit, shift in (("EiB", 60), ("PiB", 50), ("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} B"
 
 
 def cmd_eras(args: argparse.Namespace) -> int:
@@ -113,11 +135,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run an ops script on the model")
     p.add_argument("script", help="the ops script (see the ops format)")
     _add_model_options(p)
+    add_costs_option(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("demo", help="run the built-in example script and show its observations")
     _add_model_options(p)
     p.add_argument("--show-script", action="store_true", help="print the built-in script instead")
+    add_costs_option(p)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("arch", help="list the architecture presets and their geometry")
@@ -125,6 +149,25 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eras", help="list the kernel eras")
     p.set_defaults(func=cmd_eras)
+
+    add_compare_parser(sub)
+
+    p = sub.add_parser("host", help="run an ops script on this machine's kernel")
+    p.add_argument("script", help="the ops script; every address in the arena [0x100000000000, 0x200000000000)")
+    p.add_argument("--format", default="table", choices=("table", "jsonl"),
+                   help="table for people, jsonl for machines (one JSON object per line)")
+    p.set_defaults(func=cmd_host)
+
+    p = sub.add_parser("diff", help="compare the model with this machine's kernel on an ops script")
+    p.add_argument("script", help="the ops script; every address in the arena [0x100000000000, 0x200000000000)")
+    p.add_argument("--era", default=DEFAULT_ERA, choices=era_names(),
+                   help=f"kernel era to model (default {DEFAULT_ERA})")
+    p.add_argument("--arch", default="x86_64", choices=sorted(PRESETS),
+                   help="page-table geometry (default x86_64)")
+    p.set_defaults(func=cmd_diff)
+
+    from .fuzz import register as register_fuzz
+    register_fuzz(sub)
     return parser
 
 
