@@ -85,3 +85,72 @@ def test_preempt_latency():
 def test_example_runs_as_a_script(name, capsys):
     load(name).main()
     assert capsys.readouterr().out.strip()
+
+
+def test_hugepage_only():
+    rows = {(r["arch"], r["era"]): r for r in load("hugepage_only").main()}
+    # ia64 (16 KiB pages: a PTE page spans 32 MiB, a PMD table 64 GiB): the
+    # region-3 vma has one PMD table and one PTE page; the huge page at
+    # REGION4 + 1 TiB keeps its pte at htlbpage_to_page = REGION4 + (1 TiB >>
+    # 14) = REGION4 + 64 MiB: one more PMD table and PTE page
+    for era in ("linux-2.6.11", "linux-2.6.12-rc", "linux-2.6.12"):
+        assert rows["ia64", era]["before"] == {"pmd": 2, "pte": 2}
+    # 2.6.12: hugetlb_free_pgd_range scales [addr, end) down; the floor (end
+    # of the region-3 vma) is not in region 4 and stays: both tables go
+    assert rows["ia64", "linux-2.6.12"]["after_munmap"] == {"pmd": 1, "pte": 1}
+    assert rows["ia64", "linux-2.6.12"]["exit"] == "exit clean"
+    # 2.6.12-rc (patch 1/6) walks the unscaled range, where no table is; exit
+    # frees region 3's tables only and the exact BUG_ON(nr_ptes) sees 1
+    assert rows["ia64", "linux-2.6.12-rc"]["after_munmap"] == {"pmd": 2, "pte": 2}
+    assert "nr_ptes is 1" in rows["ia64", "linux-2.6.12-rc"]["exit"]
+    # 2.6.11's gap starts at the huge vma's own 64 GiB slot: nothing freed
+    # until exit, whose walk of all user slots frees everything
+    assert rows["ia64", "linux-2.6.11"]["after_munmap"] == {"pmd": 2, "pte": 2}
+    assert rows["ia64", "linux-2.6.11"]["exit"] == "exit clean"
+    # ppc64: the normal vma's PMD table (2 GiB) and PTE page (2 MiB) go, with
+    # ceiling 1 TB; the huge pgdir and hugepte page stay until destroy_context
+    for era in ("linux-2.6.11", "linux-2.6.12-rc", "linux-2.6.12"):
+        r = rows["ppc64", era]
+        assert r["huge_at"] == 1 << 40
+        assert r["before"] == {"pmd": 1, "pte": 1, "huge_pgdir": 1, "hugepte": 1}
+        assert r["after_munmap"] == {"pmd": 0, "pte": 0, "huge_pgdir": 1, "hugepte": 1}
+        assert r["exit"] == "exit clean" and r["freed_by_destroy_context"] == 2
+
+
+def test_sparc64_flush():
+    rows = {r["era"]: r for r in load("sparc64_flush").main()}
+    vpte = 0xFFFFFFFE00000000  # vpte_base = -(VPTE_SIZE / 2), VPTE_SIZE = 2^(44 - 13 + 3)
+    # munmap D [0x80000000, +64K), alone in its 8 MiB slot: one VPTE page,
+    # vpte_base + (0x80000000 >> 10) .. + 8 KiB
+    for era in ("linux-2.6.12-rc", "linux-2.6.12", "linux-2.6.12-rc, first posting"):
+        assert rows[era]["lone"] == {"flushes": 1, "pages": 1,
+                                     "ranges": [(hex(vpte + 0x200000), hex(vpte + 0x202000))]}
+    # 2.6.11 flushes its whole gap: C's end 0x71004000 rounded down to 8 MiB,
+    # D's end + PGDIR_SIZE - 1 = 0x48000ffff rounded up: (0x480800000 -
+    # 0x71000000) / 8 MiB = 2079 VPTE pages
+    assert rows["linux-2.6.11"]["lone"]["pages"] == 2079
+    # munmap B: its PTE page is A's too; the final code returns before the
+    # walk and flushes nothing
+    assert rows["linux-2.6.12"]["shared"] == {"flushes": 0, "bug": None}
+    assert rows["linux-2.6.12-rc"]["shared"] == {"flushes": 0, "bug": None}
+    # the first posting raises addr to 0x70800000, past end 0x70188000
+    bug = rows["linux-2.6.12-rc, first posting"]["shared"]["bug"]
+    assert "start 0x70800000 above end 0x70188000" in bug
+
+
+def test_arm_first_pmd():
+    rows = {(r["era"], r["text"]): r for r in load("arm_first_pmd").main()}
+    # the vectors PTE page covers [0, 2 MiB): a fresh mm has nr_ptes 1
+    assert {r["nr_ptes_at_start"] for r in rows.values()} == {1}
+    # text at 0x8000 shares it.  2.6.12: floor 4096, addr 0 < floor -> 2 MiB
+    # > end - 1: nothing freed.  2.6.12-rc: floor 0, the walk frees it.
+    assert rows["linux-2.6.12", 0x8000]["nr_ptes_after_munmap"] == 1
+    assert rows["linux-2.6.12-rc", 0x8000]["nr_ptes_after_munmap"] == 0
+    # 2.6.11: first = 0 clamped to FIRST_USER_PGD_NR * PGDIR_SIZE = 2 MiB,
+    # last = 0x208fff: the PMD early-out fires
+    assert rows["linux-2.6.11", 0x8000]["nr_ptes_after_munmap"] == 1
+    # text at 4 MiB: no walk reaches the vectors page; only the exact
+    # BUG_ON(nr_ptes) of 2.6.12-rc fires at exit
+    assert "nr_ptes is 1" in rows["linux-2.6.12-rc", 0x400000]["exit"]
+    assert rows["linux-2.6.12", 0x400000]["exit"] == "exit clean"
+    assert rows["linux-2.6.11", 0x400000]["exit"] == "exit clean"
