@@ -153,3 +153,25 @@ def test_readme_table_is_the_models_output():
         return out
 
     assert without_time(m.group(2)) == without_time(r.stdout)
+
+
+def test_preempt_changes_latency_not_work():
+    # CONFIG_PREEMPT shrinks ZAP_BLOCK_SIZE from 1024 to 8 pages: the same
+    # entries are read and the same tables freed, but unmap_vmas offers to
+    # drop the lock 128 times as often and finishes the gather at each block
+    from freepgt.compare import compare, rows_of
+
+    off, on = rows_of(compare(["lat_proc-fork"], ["x86_64"], ["linux-2.6.12"], 1)
+                      + compare(["lat_proc-fork"], ["x86_64"], ["linux-2.6.12"], 1, preempt=True))
+    assert on["era"] == "linux-2.6.12 preempt=True"
+    assert on["entries_examined"] == off["entries_examined"]
+    assert on["tables_freed"] == off["tables_freed"]
+    assert on["lock_breaks"] > 100 * off["lock_breaks"] > 0
+    assert on["tlb_flushes"] > off["tlb_flushes"]
+    # the longest run: a full 1024-page block without preempt; with it, an
+    # 8-page block or the free_pgtables walk at the end, whichever is longer
+    assert off["longest_run"] == 1024
+    assert on["longest_run"] < 100
+    # an era without zap blocks is left as it is
+    (modern,) = rows_of(compare(["lat_proc-fork"], ["x86_64"], ["linux-6.18"], 1, preempt=True))
+    assert modern["era"] == "linux-6.18"

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from functools import partial
 
 from .arch import LEVEL_NAMES, PRESETS
-from .eras import era_names
+from .eras import era_names, get_era
 from .workloads import WORKLOADS, WorkloadResult, run_workload
 
 __all__ = [
@@ -44,7 +44,7 @@ DEFAULT_ITERATIONS = 20
 ROW_KEYS = (
     "workload", "arch", "geometry", "era", "iterations", "entries_examined", "relative",
     "tables_freed", "tlb_flushes", "flushed_bytes", "leaked_bytes", "bug",
-    "seconds_per_iteration", "parent_vmas", "parent_pages", "error",
+    "seconds_per_iteration", "parent_vmas", "parent_pages", "error", "lock_breaks", "longest_run",
 )
 
 
@@ -65,10 +65,17 @@ def kernel_order(names: Iterable[str]) -> list[str]:
 
 
 def compare(workloads: Iterable[str], archs: Iterable[str], eras: Iterable[str],
-            iterations: int = DEFAULT_ITERATIONS) -> list[WorkloadResult]:
-    """Run every workload on every arch under every era (kernel order)."""
-    eras = kernel_order(eras)
-    return [run_workload(w, e, a, iterations) for w in workloads for a in archs for e in eras]
+            iterations: int = DEFAULT_ITERATIONS, preempt: bool = False) -> list[WorkloadResult]:
+    """Run every workload on every arch under every era (kernel order).
+
+    ``preempt`` runs the eras that zap in ``ZAP_BLOCK_SIZE`` blocks as
+    built with CONFIG_PREEMPT (8-page blocks); the others as they are.
+    """
+    chosen = []
+    for name in kernel_order(eras):
+        era = get_era(name)
+        chosen.append(era.with_switches(preempt=True) if preempt and era.zap_block_pages else era)
+    return [run_workload(w, e, a, iterations) for w in workloads for a in archs for e in chosen]
 
 
 def _relative(results: list[WorkloadResult]) -> dict[int, tuple[float, str]]:
@@ -108,6 +115,8 @@ def result_row(r: WorkloadResult, relative: float | None = None) -> dict:
         "parent_vmas": r.parent_vmas if c else None,
         "parent_pages": r.parent_pages if c else None,
         "error": r.error,
+        "lock_breaks": c.lock_breaks if c else None,
+        "longest_run": c.longest_run if c else None,
         "examined_per_level": dict(c.examined) if c else {},
         "tables_freed_per_level": dict(c.freed) if c else {},
     }
@@ -164,14 +173,16 @@ def _fmt_row(cells: list[str], widths: list[int], right: list[bool]) -> str:
                      for cell, w, rt in zip(cells, widths, right)).rstrip()
 
 
-def render_compare_table(results: list[WorkloadResult]) -> str:
+def render_compare_table(results: list[WorkloadResult], latency: bool = False) -> str:
     """Fixed-width tables, one block per (workload, arch), eras in kernel order.
 
     Columns: era, the geometry it used, entries examined (total, then per
     level; ``-`` for a level the geometry folds), ``rel`` (entries examined
     relative to the oldest era of the block), tables freed, TLB flushes,
     leaked bytes, model milliseconds per iteration, and the check after
-    ``exit_mmap`` (``-`` when it is quiet).  All per iteration.
+    ``exit_mmap`` (``-`` when it is quiet).  All per iteration.  With
+    ``latency``, two more columns: the points where unmap_vmas may drop the
+    page-table lock, and the longest run of entries read between two of them.
     """
     rel = _relative(results)
     groups: dict[tuple[str, str], list[int]] = {}
@@ -182,23 +193,27 @@ def render_compare_table(results: list[WorkloadResult]) -> str:
         rs = [results[i] for i in idx]
         ok = [r for r in rs if r.costs is not None]
         levels = [n for n in LEVEL_NAMES if any(n in r.costs.examined for r in ok)]
-        header = ["era", "geometry", "examined", *levels, "rel", "freed", "flushes", "leaked",
+        lat = ["lock drops", "longest run"] if latency else []
+        header = ["era", "geometry", "examined", *levels, "rel", "freed", "flushes", *lat, "leaked",
                   "ms/iter", "BUG_ON at exit"]
-        right = [False, False, True, *([True] * len(levels)), True, True, True, True, True, False]
+        right = [False, False, True, *([True] * len(levels)), True, True, True, *([True] * len(lat)),
+                 True, True, False]
         body = []
         notes = []
         base_era = None
         for i, r in zip(idx, rs):
             c = r.costs
             if c is None:
-                body.append([r.era, r.geometry or "", "n/a", *([""] * len(levels)), "", "", "", "", "", ""])
+                body.append([r.era, r.geometry or "", "n/a", *([""] * (len(levels) + len(lat))),
+                             "", "", "", "", "", ""])
                 notes.append(f"n/a: {r.era}: {r.error}")
                 continue
             ratio, base_era = rel[i]
             body.append([
                 r.era, r.geometry or "", f"{c.entries_examined:,}",
                 *[f"{c.examined[n]:,}" if n in c.examined else "-" for n in levels],
-                f"{ratio:.2f}x", f"{c.tables_freed:,}", f"{c.tlb_flushes:,}", f"{c.leaked_bytes:,}",
+                f"{ratio:.2f}x", f"{c.tables_freed:,}", f"{c.tlb_flushes:,}",
+                *([f"{c.lock_breaks:,}", f"{c.longest_run:,}"] if latency else []), f"{c.leaked_bytes:,}",
                 f"{r.seconds_per_iteration * 1e3:.2f}", c.bug or "-",
             ])
         widths = [max(len(row[k]) for row in [header, *body]) for k in range(len(header))]
@@ -298,6 +313,10 @@ def add_compare_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--format", default="table", choices=("table", "json", "csv"),
                    help="table for people; json (one array) or csv for machines")
     p.add_argument("--plot", metavar="FILE", help="also write a bar chart (needs matplotlib)")
+    p.add_argument("--preempt", action="store_true",
+                   help="build the 2.6 eras with CONFIG_PREEMPT (ZAP_BLOCK_SIZE 8 pages, not 1024)")
+    p.add_argument("--latency", action="store_true",
+                   help="add the lock-drop points of unmap_vmas and the longest run between them")
     p.set_defaults(func=cmd_compare)
     return p
 
@@ -313,13 +332,13 @@ def cmd_compare(args: argparse.Namespace) -> int:
     workloads = WORKLOADS if args.workload == "all" else (args.workload,)
     archs = list(dict.fromkeys(args.arch or ["x86_64"]))
     eras = list(dict.fromkeys(args.era or era_names()))
-    results = compare(workloads, archs, eras, args.iterations)
+    results = compare(workloads, archs, eras, args.iterations, preempt=args.preempt)
     if args.format == "json":
         print(render_json(results))
     elif args.format == "csv":
         print(render_csv(results))
     else:
-        print(render_compare_table(results))
+        print(render_compare_table(results, latency=args.latency or args.preempt))
     if args.plot:
         plot_rows(results, args.plot)
     return 0

@@ -67,6 +67,10 @@ class Costs:
     leaked_bytes: int = 0
     #: after exit: the era's BUG_ON / check_mm message, or None
     bug: str | None = None
+    #: points where unmap_vmas may drop the page-table lock (latency.py)
+    lock_breaks: int = 0
+    #: the most entries read between two such points (a maximum, not a sum)
+    longest_run: int = 0
 
     @property
     def entries_examined(self) -> int:
@@ -94,6 +98,9 @@ class Costs:
             pages_freed=self.pages_freed - other.pages_freed,
             leaked_bytes=self.leaked_bytes - other.leaked_bytes,
             bug=self.bug,
+            lock_breaks=self.lock_breaks - other.lock_breaks,
+            # a maximum does not subtract: it counts if it was set in between
+            longest_run=self.longest_run if self.longest_run != other.longest_run else 0,
         )
 
     def __add__(self, other: Costs) -> Costs:
@@ -107,6 +114,8 @@ class Costs:
             pages_freed=self.pages_freed + other.pages_freed,
             leaked_bytes=self.leaked_bytes + other.leaked_bytes,
             bug=self.bug if self.bug is not None else other.bug,
+            lock_breaks=self.lock_breaks + other.lock_breaks,
+            longest_run=max(self.longest_run, other.longest_run),
         )
 
     def scaled(self, n: int) -> Costs:
@@ -126,6 +135,7 @@ class Costs:
             flushed_bytes=d(self.flushed_bytes),
             pages_freed=d(self.pages_freed),
             leaked_bytes=d(self.leaked_bytes),
+            lock_breaks=d(self.lock_breaks),
         )
 
     def as_dict(self) -> dict:
@@ -264,6 +274,8 @@ def snapshot(target: Process | MM) -> Costs:
         pages_freed=st.pages_freed,
         leaked_bytes=leaked_bytes(mm),
         bug=exit_bug(mm),
+        lock_breaks=mm.latency.lock_breaks,
+        longest_run=mm.latency.longest_run,
     )
 
 

@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 
 from .arch import Geometry
 from .costs import Costs, snapshot
+from .eras import Era, get_era
 from .errors import KernelBug, Signal
 from .mm.core import MM
 from .process import Image, Process, Segment, small_static_image
@@ -376,7 +377,7 @@ def _iteration(parent: Process, workload: str, place: Placement) -> Costs:
     return ended.costs + (snapshot(parent) - before)
 
 
-def run_workload(workload: str, era: str, arch: str = "x86_64", iterations: int = 20) -> WorkloadResult:
+def run_workload(workload: str, era: "str | Era", arch: str = "x86_64", iterations: int = 20) -> WorkloadResult:
     """Run ``workload`` for ``iterations`` measured iterations (after one warm-up).
 
     Returns the costs per iteration and the model's seconds per iteration
@@ -388,7 +389,8 @@ def run_workload(workload: str, era: str, arch: str = "x86_64", iterations: int 
         raise ValueError(f"unknown workload {workload!r}; known: {', '.join(WORKLOADS)}")
     if iterations < 1:
         raise ValueError("iterations must be at least 1")
-    result = WorkloadResult(workload, arch, era, iterations)
+    era = get_era(era)
+    result = WorkloadResult(workload, arch, era.name, iterations)
     try:
         parent = Process(era=era, arch=arch)
     except ValueError as e:
