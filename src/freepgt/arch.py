@@ -51,7 +51,13 @@ class Level:
 
 @dataclass(frozen=True)
 class Geometry:
-    """A page-table shape: the data an architecture preset is made of."""
+    """A page-table shape: the data an architecture preset is made of.
+
+    The kernel's constants follow from the fields and are set once:
+    ``mask`` (``~0UL``), ``top`` (2**word_bits), ``page_size``, and
+    ``PGDIR_SHIFT``/``P4D_SHIFT``/``PUD_SHIFT``/``PMD_SHIFT`` with their
+    ``*_SIZE``.
+    """
 
     name: str
     word_bits: int
@@ -121,6 +127,20 @@ class Geometry:
         names = tuple(level.name for level in self.levels)
         if names != LEVEL_NAMES:
             raise ValueError(f"{self.name}: levels must be {LEVEL_NAMES}, got {names}")
+        # the kernel's constants, derived once: the walks read them on every call
+        derived = {
+            "mask": (1 << self.word_bits) - 1,   # ~0UL
+            "top": 1 << self.word_bits,          # one past the highest address
+            "page_size": 1 << self.page_shift,
+            "PGDIR_SHIFT": self.levels[0].shift,
+            "P4D_SHIFT": self.levels[1].shift,
+            "PUD_SHIFT": self.levels[2].shift,
+            "PMD_SHIFT": self.levels[3].shift,
+        }
+        for name in ("PGDIR", "P4D", "PUD", "PMD"):
+            derived[f"{name}_SIZE"] = 1 << derived[f"{name}_SHIFT"]
+        for key, value in derived.items():
+            object.__setattr__(self, key, value)
         for upper, lower in zip(self.levels, self.levels[1:]):
             if lower.shift > upper.shift:
                 raise ValueError(f"{self.name}: {lower.name} spans more than {upper.name}")
@@ -164,47 +184,6 @@ class Geometry:
         return self.levels[LEVEL_NAMES.index(name)]
 
     @property
-    def mask(self) -> int:
-        """All ones in a word: ``~0UL``."""
-        return (1 << self.word_bits) - 1
-
-    @property
-    def page_size(self) -> int:
-        return 1 << self.page_shift
-
-    @property
-    def PGDIR_SHIFT(self) -> int:
-        return self.levels[0].shift
-
-    @property
-    def P4D_SHIFT(self) -> int:
-        return self.levels[1].shift
-
-    @property
-    def PUD_SHIFT(self) -> int:
-        return self.levels[2].shift
-
-    @property
-    def PMD_SHIFT(self) -> int:
-        return self.levels[3].shift
-
-    @property
-    def PGDIR_SIZE(self) -> int:
-        return 1 << self.PGDIR_SHIFT
-
-    @property
-    def P4D_SIZE(self) -> int:
-        return 1 << self.P4D_SHIFT
-
-    @property
-    def PUD_SIZE(self) -> int:
-        return 1 << self.PUD_SHIFT
-
-    @property
-    def PMD_SIZE(self) -> int:
-        return 1 << self.PMD_SHIFT
-
-    @property
     def real_levels(self) -> tuple[Level, ...]:
         """The levels that have tables of their own, top first."""
         return self._real
@@ -224,11 +203,6 @@ class Geometry:
 
     def table_span(self, name: str) -> int:
         return 1 << self.table_span_shift(name)
-
-    @property
-    def top(self) -> int:
-        """One past the highest address of the word: 2**word_bits."""
-        return 1 << self.word_bits
 
     # --- unsigned arithmetic ------------------------------------------------
     def u(self, x: int) -> int:

@@ -69,6 +69,9 @@ class Era:
     #: free_pgd_range ends with the arch hook ``flush_tlb_pgtables`` (2.6.x
     #: until 2.6.24 removed it; only sparc64's does anything)
     has_flush_tlb_pgtables = False
+    #: free_pgtables takes every hugetlb vma alone (``is_vm_hugetlb_page``);
+    #: 2.6.12 singles out only ia64's and ppc64's hugepage-only ranges
+    gather_skips_hugetlb = False
     #: CONFIG_PREEMPT: ZAP_BLOCK_SIZE is 8 pages instead of zap_block_pages,
     #: so unmap_vmas offers to drop the lock (and flushes the TLB) every 8 pages
     preempt = False

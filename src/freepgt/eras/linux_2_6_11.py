@@ -26,6 +26,7 @@ class Linux2611(Linux2612):
     zap_block_pages = 1024
     preempt = False
     first_posting_trim = False
+    gather_skips_hugetlb = False
     has_flush_tlb_pgtables = True
 
     mmap_min_addr = 0

@@ -58,6 +58,8 @@ def count_entries(mm: "MM", start: int, end: int, with_pte: bool = True, with_pg
                 if hi_last > last:
                     hi_last = last
                 n += (hi_last >> es) - (lo >> es) + 1
+            if not n:
+                break  # a tree: no table here, none below
         if n:
             ex[name] = ex.get(name, 0) + n
 
@@ -133,6 +135,11 @@ def _free_walk(mm: "MM", tlb: MmuGather, addr: int, end: int, floor: int, ceilin
     m = g.mask
     pt = mm.pt
     last = (end - 1) & m
+    top = pt.levels[0]
+    if top not in pt.prealloc:
+        shift = pt.shifts[top]
+        if not pt.tables[top].spans(addr >> shift, (last >> shift) + 1):
+            return  # a tree: nothing at the top, nothing below
     freed_upper: list[tuple[str, int, int]] = []
     # bottom-up, as the recursion returns: PTE tables first, then each level above
     for name in reversed(pt.levels):
@@ -246,25 +253,43 @@ def free_pgtables(mm: "MM", tlb: MmuGather, vmas: list[Vma], floor: int, ceiling
     gathering never absorbs one (freepgt 3/6).  On other architectures the
     test is the constant 0 and hugetlb vmas are ordinary vmas here.
     ``hugetlb=False`` gives the loop of freepgt 1/6, which did not know
-    hugepage-only vmas yet.
+    hugepage-only vmas yet.  Eras with ``gather_skips_hugetlb`` (6.x) take
+    every hugetlb vma alone and never gather across one
+    (``is_vm_hugetlb_page``); outside ia64 and ppc64 its
+    ``hugetlb_free_pgd_range`` is ``free_pgd_range``.
     """
     g = mm.geom
     m = g.mask
     pmd_size = g.PMD_SIZE
     huge_only = g.hugepage_only if hugetlb else ()  # empty but on ia64 and ppc64
     hpage = g.HPAGE_SIZE
+    alone = mm.era.gather_skips_hugetlb
+
+    def single(vma: Vma) -> bool:
+        # a vma free_pgtables takes alone
+        if alone and vma.vm_flags & VM_HUGETLB:
+            return True
+        return bool(huge_only) and g.is_hugepage_only_range(vma.vm_start, hpage)
+
+    if not alone and not huge_only:
+        single = None  # type: ignore[assignment]  # nothing is ever taken alone
+
     n = len(vmas)
     i = 0
     while i < n:
         addr = vmas[i].vm_start
-        if huge_only and g.is_hugepage_only_range(addr, hpage):
+        if single is not None and single(vmas[i]):
             nxt = vmas[i + 1] if i + 1 < n else None
-            hugetlb_free_pgd_range(mm, tlb, addr, vmas[i].vm_end, floor, nxt.vm_start if nxt else ceiling)
+            ceil = nxt.vm_start if nxt else ceiling
+            if huge_only and g.is_hugepage_only_range(addr, hpage):
+                hugetlb_free_pgd_range(mm, tlb, addr, vmas[i].vm_end, floor, ceil)
+            else:
+                free_pgd_range(mm, tlb, addr, vmas[i].vm_end, floor, ceil)
             i += 1
             continue
         j = i
         while j + 1 < n and vmas[j + 1].vm_start <= ((vmas[j].vm_end + pmd_size) & m) \
-                and not (huge_only and g.is_hugepage_only_range(vmas[j + 1].vm_start, hpage)):
+                and not (single is not None and single(vmas[j + 1])):
             j += 1
         nxt = vmas[j + 1] if j + 1 < n else None
         free_pgd_range(mm, tlb, addr, vmas[j].vm_end, floor, nxt.vm_start if nxt else ceiling)
