@@ -867,7 +867,7 @@ def test_case11_gather_x86_64(era, gathered):
     expect(p, era, T([BASE, BASE + M2, BASE + M4, BASE + 512 * M1], [BASE], [BASE]), {"pte": [BASE + M2]})
     n = calls(p)
     r, f = run(p, p.munmap, BASE, bv + M1 - BASE)
-    zap = {"pgd": 2, "pud": 2, "pmd": 2, "pte": 768}
+    # the zap alone reads {"pgd": 2, "pud": 2, "pmd": 2, "pte": 768}
     if era == B or gathered:
         expect(p, era, T([BASE + 512 * M1], [BASE], [BASE]))
         assert f == {"pte": 3}

@@ -265,14 +265,13 @@ def free_pgtables(mm: "MM", tlb: MmuGather, vmas: list[Vma], floor: int, ceiling
     hpage = g.HPAGE_SIZE
     alone = mm.era.gather_skips_hugetlb
 
-    def single(vma: Vma) -> bool:
-        # a vma free_pgtables takes alone
+    def takes_alone(vma: Vma) -> bool:
         if alone and vma.vm_flags & VM_HUGETLB:
             return True
         return bool(huge_only) and g.is_hugepage_only_range(vma.vm_start, hpage)
 
-    if not alone and not huge_only:
-        single = None  # type: ignore[assignment]  # nothing is ever taken alone
+    # None where no vma is ever taken alone (the common case: skip the calls)
+    single = takes_alone if alone or huge_only else None
 
     n = len(vmas)
     i = 0

@@ -80,7 +80,6 @@ def do_mremap(mm: "MM", addr: int, old_len: int, new_len: int,
     if vma.vm_end == end and end + (new_len - old_len) <= g.task_size and \
             mm.vmas.is_free(end, addr + new_len):
         grow = new_len - old_len
-        old_end = vma.vm_end
         vma.vm_end = addr + new_len
         if vma.vm_flags & VM_ACCOUNT:
             mm.committed += grow >> g.page_shift
@@ -88,7 +87,6 @@ def do_mremap(mm: "MM", addr: int, old_len: int, new_len: int,
             nxt = mm.vmas.next(vma)
             if nxt is not None and nxt.vm_start == vma.vm_end:
                 mm.merge_with_neighbours(vma)
-        del old_end
         return addr
     if not maymove:
         raise syscall_error(errno.ENOMEM, "mremap: cannot grow in place")
