@@ -224,3 +224,21 @@ def test_arm_vectors_pte_table_is_the_archs_own():
     p.mm.alloc_tables(0, 0x1000)           # the PTE table of [0, 2 MiB): the vector page's
     p.mm.alloc_tables(0x400000, 0x401000)  # [4 MiB, 6 MiB): nobody's
     assert leaked_bytes(p) == 4096         # ARM PTE pages: 512 entries of 4 + 4 bytes
+
+
+def test_costs_table_ends_with_the_scripts_totals(tmp_path, capsys):
+    # linux-2.6.12, x86_64: 4 MiB written then unmapped, no neighbours.
+    # The zap reads 1 pgd, 1 pud, 2 pmd and 1024 pte entries; free_pgd_range
+    # (floor 0, ceiling 0) reads 1 pgd, 1 pud and 2 pmd entries and frees
+    # 2 PTE tables, the PMD table and the PUD table.  Flushes: the 1024 anon
+    # pages fill the 506-entry batch twice, the end of the 1024-page zap
+    # block finishes the gather, and the 4 freed tables make the final one.
+    from freepgt.cli import main
+
+    script = tmp_path / "t.ops"
+    script.write_text("mmap 0x100000000000 4M rw- private,anon,fixed\n"
+                      "touch 0x100000000000 4M w\n"
+                      "munmap 0x100000000000 4M\n")
+    assert main(["run", str(script), "--era", "linux-2.6.12", "--costs"]) == 0
+    last = capsys.readouterr().out.rstrip().splitlines()[-1].split()
+    assert last == ["total", "1,032", "4", "4", "0"]

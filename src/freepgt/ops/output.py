@@ -93,12 +93,19 @@ def render_table(observations: list[dict], title: str | None = None,
     ``sources`` maps a line number to the script text of that line; when
     given, the op column shows the whole operation (``munmap 0x… 8K``).
     Observations with cost keys (``--costs``) add the columns examined and
-    freed (totals over the levels), flushes and leaked (bytes).
+    freed (totals over the levels), flushes and leaked (bytes), and a last
+    row with the script's totals.
     """
     columns = _COLUMNS
-    if any(k in obs for obs in observations for k in COST_KEYS):
+    costs = any(k in obs for obs in observations for k in COST_KEYS)
+    if costs:
         columns = _COLUMNS + _COST_COLUMNS
     rows = [[_cell(obs, key) for _, key, _ in columns] for obs in observations]
+    total_row = None
+    if costs and observations:
+        total = _cost_total(observations)
+        total_row = [_cell(total, key) if key in COST_KEYS else "" for _, key, _ in columns]
+        total_row[[key for _, key, _ in columns].index("op")] = "total"
     if sources:
         op_col = [key for _, key, _ in columns].index("op")
         for obs, row in zip(observations, rows):
@@ -106,7 +113,7 @@ def render_table(observations: list[dict], title: str | None = None,
             if text:
                 row[op_col] = text
     widths = [
-        max([len(header)] + [len(row[i]) for row in rows])
+        max([len(header)] + [len(row[i]) for row in rows + ([total_row] if total_row else [])])
         for i, (header, _, _) in enumerate(columns)
     ]
 
@@ -129,4 +136,23 @@ def render_table(observations: list[dict], title: str | None = None,
     for obs, row in zip(observations, rows):
         lines.append(fmt(row))
         lines.extend(indent + text for text in _vma_lines(obs))
+    if total_row:
+        lines.append(fmt(["-" * w for w in widths]))
+        lines.append(fmt(total_row))
     return "\n".join(lines)
+
+
+def _cost_total(observations: list[dict]) -> dict:
+    """The cost keys summed over a script: entries and tables per level, flushes, leaked bytes.
+
+    ``leaked`` is a change per operation, so its sum is what the script
+    leaves leaked at its end.
+    """
+    total: dict = {"examined": {}, "freed": {}, "flushes": 0, "leaked": 0}
+    for obs in observations:
+        for key in ("examined", "freed"):
+            for level, n in obs.get(key, {}).items():
+                total[key][level] = total[key].get(level, 0) + n
+        total["flushes"] += obs.get("flushes", 0)
+        total["leaked"] += obs.get("leaked", 0)
+    return total
