@@ -73,37 +73,35 @@ def account_zap(mm, s: int, e: int, done: int, block: int) -> None:
     """
     runs = mm.latency
     pt = mm.pt
-    ps = mm.geom.page_shift
     shift = pt.shifts["pte"]
-    per_block = block >> ps
     base = s - done  # address of offset 0 of this block grid
     cur = done // block  # the block the current run is in
-
-    def advance(to: int) -> int:
-        # cross the block ends up to block ``to``: each is a lock-drop point
-        if to > cur:
-            runs.end_run()
-            runs.lock_breaks += to - cur
-        return max(cur, to)
-
-    for a, b in pt.tables["pte"].spans(s >> shift, ((e - 1) >> shift) + 1):
-        lo = max(a << shift, s)
-        hi = min(b << shift, e)
-        if lo >= hi:
-            continue
-        ka = (lo - base) // block
-        kb = (hi - 1 - base) // block
-        cur = advance(ka)
-        if ka == kb:
-            runs.add((hi - lo) >> ps)
-            continue
-        runs.add((base + (ka + 1) * block - lo) >> ps)
-        runs.lock_break()
-        # the blocks wholly inside the run: each a lock break of its own
-        runs.full_blocks(kb - ka - 1, per_block)
-        cur = kb
-        runs.add((hi - (base + kb * block)) >> ps)
-    advance((e - base) // block)
+    spans = pt.tables["pte"].spans(s >> shift, ((e - 1) >> shift) + 1)
+    if spans:
+        ps = mm.geom.page_shift
+        for a, b in spans:
+            lo = max(a << shift, s)
+            hi = min(b << shift, e)
+            ka = (lo - base) // block
+            kb = (hi - 1 - base) // block
+            if ka > cur:
+                # the block ends up to ka: each a lock-drop point
+                runs.end_run()
+                runs.lock_breaks += ka - cur
+                cur = ka
+            if ka == kb:
+                runs.add((hi - lo) >> ps)
+                continue
+            runs.add((base + (ka + 1) * block - lo) >> ps)
+            runs.lock_break()
+            # the blocks wholly inside the run: each a lock break of its own
+            runs.full_blocks(kb - ka - 1, block >> ps)
+            cur = kb
+            runs.add((hi - (base + kb * block)) >> ps)
+    last = (e - base) // block
+    if last > cur:
+        runs.end_run()
+        runs.lock_breaks += last - cur
 
 
 def measure_unmap(era, arch: str = "x86_64", size: int = 64 << 20, preempt: bool = False) -> dict:
