@@ -824,3 +824,24 @@ def test_exit_frees_everything_and_bug_on_only_for_orphans():
     q.mm.alloc_tables(T, T + K4, "pte")        # a PTE table no vma covers
     with pytest.raises(KernelBug):
         q.exit()
+
+
+def test_zap_block_end_in_an_empty_stretch_flushes_what_is_pending():
+    # unmap_vmas counts ZAP_BLOCK_SIZE (1024 pages, 4 MiB) across vmas and
+    # finishes the gather whenever zap_bytes reaches 0, wherever that falls.
+    # A = [B, B+4K) written, C = [B+2M, B+10M) never touched; munmap both.
+    # A's page waits in the gather; 4 MiB into the zap (inside C, where no
+    # pte is) the block ends: flush 1.  The next block ends with nothing
+    # pending (no flush); free_pgtables then queues the PTE table (and the
+    # PMD and PUD tables) and tlb_finish_mmu flushes them: flush 2.
+    from freepgt import Process
+
+    base = 0x100000000000
+    p = Process(era="linux-2.6.12")
+    p.mmap(base, 4096, "rw-", "private,anon,fixed")
+    p.touch(base, 4096, "w")
+    p.mmap(base + (2 << 20), 8 << 20, "r--", "private,anon,fixed")
+    before = p.mm.tlb_stats.flushes
+    p.munmap(base, 10 << 20)
+    assert p.mm.tlb_stats.flushes - before == 2
+    assert p.mm.tlb_stats.tables_freed == {"pte": 1, "pmd": 1, "pud": 1}

@@ -341,6 +341,7 @@ def unmap_vmas(mm: "MM", tlb: MmuGather, vmas: list[Vma], start: int, end: int) 
     nr_accounted = 0
     block = mm.era.zap_block_bytes(mm.geom)
     done = 0  # bytes zapped so far, across vmas: blocks carry over
+    pending = None  # the block whose zapped pages wait in the gather
     for vma in vmas:
         s = max(vma.vm_start, start)
         e = min(vma.vm_end, end)
@@ -356,22 +357,27 @@ def unmap_vmas(mm: "MM", tlb: MmuGather, vmas: list[Vma], start: int, end: int) 
             zap_range(mm, tlb, vma, s, e)
             continue
         account_zap(mm, s, e, done, block)
-        _zap_in_blocks(mm, tlb, s, e, done, block)
+        pending = _zap_in_blocks(mm, tlb, s, e, done, block, pending)
         done += e - s
     return nr_accounted
 
 
-def _zap_in_blocks(mm: "MM", tlb: MmuGather, s: int, e: int, done: int, block: int) -> None:
+def _zap_in_blocks(mm: "MM", tlb: MmuGather, s: int, e: int, done: int, block: int,
+                   pending: int | None = None) -> int | None:
     """Zap [s, e) block by block, finishing the gather at each block's end.
 
-    ``done`` is how far into the current run of blocks ``s`` lies.  Only
-    blocks that hold present ptes are visited, so the cost follows what is
-    mapped, not the size of the range.
+    ``done`` is how far into the current run of blocks ``s`` lies, and
+    ``pending`` the block (of that run) whose zapped pages still wait in
+    the gather, from an earlier vma.  The kernel finishes the gather each
+    time ``zap_bytes`` reaches 0, wherever that falls, so a block end in an
+    empty stretch flushes what is pending too.  Only blocks that hold
+    present ptes are visited, so the cost follows what is mapped, not the
+    size of the range.  Returns the block still pending at ``e``.
     """
     ps = mm.geom.page_shift
     count_entries(mm, s, e)
     base = s - done  # the address where block 0 would start
-    last_block = None
+    last_block = pending
     for a, b, _ in list(mm.pt.ptes.runs(s >> ps, e >> ps)):
         lo, hi = a << ps, b << ps
         while lo < hi:
@@ -395,6 +401,11 @@ def _zap_in_blocks(mm: "MM", tlb: MmuGather, s: int, e: int, done: int, block: i
                 tlb.finish()
                 last_block = None
             lo = piece_end
+    if last_block is not None and e - base >= (last_block + 1) * block:
+        # zap_bytes ran out after the last present pte of the block
+        tlb.finish()
+        last_block = None
+    return last_block
 
 
 def _zap_repeated_blocks(mm: "MM", tlb: MmuGather, start: int, block: int, n: int) -> None:
