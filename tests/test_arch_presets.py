@@ -12,7 +12,7 @@ import pytest
 from freepgt import KernelBug, Process
 from freepgt.arch import PRESETS, get_arch
 from freepgt.archhooks import flush_tlb_pgtables
-from freepgt.eras import era_names, get_era
+from freepgt.eras import get_era
 from freepgt.ops.run import run_ops
 from freepgt.ops.script import parse_script
 
@@ -36,7 +36,9 @@ GEOMETRY = {
     "sparc64": (8 * K, 8 * M, 16 * G, 16 * G,
                 [("pgd", 2048, 8192), ("pmd", 2048, 8192), ("pte", 1024, 8192)], (1 << 64) - (1 << 34)),
     # 2048 pgd entries of two hardware words (16 KiB), a 4 KiB page of 512 ptes
-    "arm": (4 * K, 2 * M, 2 * M, 2 * M, [("pgd", 2048, 16384), ("pte", 512, 4096)], 0xBF000000),
+    # ARM's PTE page is 4 KiB (hardware and Linux tables) but counted as
+    # PTRS_PER_PTE * sizeof(pte_t) = 512 * 4 bytes
+    "arm": (4 * K, 2 * M, 2 * M, 2 * M, [("pgd", 2048, 16384), ("pte", 512, 2048)], 0xBF000000),
     "arm64-4k": (4 * K, 2 * M, 1 * G, 512 * G,
                  [("pgd", 512, 4096), ("pud", 512, 4096), ("pmd", 512, 4096), ("pte", 512, 4096)], 1 << 48),
     # 16 KiB, 48-bit VA: 11 bits a level, PGDIR_SHIFT 47 leaves a 2-entry pgd
@@ -61,13 +63,16 @@ def test_geometry(name):
     assert g.task_size == task_size
 
 
-def test_existing_presets_unchanged():
-    # the presets the rest of the suite pins keep their shape and no quirk
+def test_x86_presets_have_no_quirks():
+    # none of the special cases of the other architectures applies to x86
     for name in ("x86_64", "x86_64-la57", "i386", "i386-pae"):
         g = get_arch(name)
         assert g.first_user_address == 0 and not g.hugepage_only and g.va_hole is None
         assert not g.region_shift and not g.vectors_pte and g.vpte_base is None
         assert g.reserved_tables == () and g.unmappable() == ()
+
+
+def test_presets_cover_the_other_architectures():
     assert {"x86_64-2.6.10", "ia64", "ppc64", "sparc64", "arm", "arm64-4k", "arm64-16k",
             "arm64-16k-47", "arm64-64k"} <= set(PRESETS)
 
@@ -110,10 +115,10 @@ def test_touch_and_munmap(era, name):
 def test_arm_touch_and_munmap(era):
     # a fresh ARM mm already holds the vector PTE page of [0, 2 MiB)
     p = Process(era=era, arch="arm", check=True)
-    assert p.tables() == {"pte": 1} and p.nr_ptes == 1 and p.pgtables_bytes == 4096
+    assert p.tables() == {"pte": 1} and p.nr_ptes == 1 and p.pgtables_bytes == 2048
     p.mmap(0x40000000, 4 * K, "rw-", "private,anon,fixed")
     p.touch(0x40000000, 4 * K, "w")
-    assert p.tables() == {"pte": 2} and p.pgtables_bytes == 8192
+    assert p.tables() == {"pte": 2} and p.pgtables_bytes == 4096
     p.munmap(0x40000000, 4 * K)
     assert p.tables() == {"pte": 1} and p.nr_ptes == 1
 
@@ -150,7 +155,6 @@ def test_arm_vector_page_at_fork():
     p.exit()
 
 
-@pytest.mark.skipif("linux-2.6.12-rc" not in era_names(), reason="needs the linux-2.6.12-rc era")
 def test_arm_exact_bug_on_fires():
     # freepgt 1/6's exact BUG_ON(nr_ptes): a vma above the first 2 MiB
     # never walks the vector page, which is still counted at exit
@@ -165,7 +169,6 @@ def test_arm_exact_bug_on_fires():
             assert p.exit().tables_left == {"pte": 1}
 
 
-@pytest.mark.skipif("linux-2.6.12-rc" not in era_names(), reason="needs the linux-2.6.12-rc era")
 def test_case_13_patch_1_frees_the_vector_page():
     # C1 (floor 0): the walk of [0, 0x9000) frees the PTE page holding the
     # vectors -- the bug freepgt2 fixed
@@ -487,13 +490,10 @@ def test_flush_tlb_pgtables_bug_and_hole_straddling():
     assert p.mm.tlb_stats.pgtable_flush_pages == (hi - lo) // (8 * K)
 
 
-@pytest.mark.skipif("linux-2.6.12-rc" not in era_names(), reason="needs the linux-2.6.12-rc era")
 def test_first_posting_trim_hits_sparc64_bug():
     # the 21 March posting: addr raised past end (floor shares the first
     # PTE page) still reaches flush_tlb_pgtables, with start above end
     era = get_era("linux-2.6.12-rc")
-    if not hasattr(type(era), "first_posting_trim"):
-        pytest.skip("no first_posting_trim switch")
     p = Process(era=era.with_switches(first_posting_trim=True), arch="sparc64")
     p.mmap(PAGE_OFFSET_SPARC, 8 * K, "rw-", "private,anon,fixed")
     p.mmap(PAGE_OFFSET_SPARC + 16 * K, 8 * K, "rw-", "private,anon,fixed")

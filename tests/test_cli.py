@@ -69,3 +69,22 @@ def test_arch_and_eras_listings():
     assert r.returncode == 0 and "i386-pae" in r.stdout and "preallocated" in r.stdout
     r = run("eras")
     assert "linux-2.6.12" in r.stdout and "linux-6.18 (default)" in r.stdout
+
+
+def test_bad_era_arch_or_word_is_refused_before_anything_runs(tmp_path, capsys):
+    from freepgt.cli import main
+
+    script = tmp_path / "w.ops"
+    script.write_text("mmap 0x10000000 4K rw- private,anon,fixed\n"
+                      "munmap 0x100000000000 4K\n")
+    # line 2's address needs more than i386's 32 bits: nothing runs
+    assert main(["run", str(script), "--arch", "i386"]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert f"{script}:2: munmap: addr 0x100000000000 does not fit in a 32-bit word (i386)" in out.err
+    # 2.6.10's generic code has three levels
+    assert main(["run", str(script), "--era", "linux-2.6.10", "--arch", "x86_64-la57"]) == 2
+    assert "linux-2.6.10 has three-level page tables; x86_64-la57 needs 5" in capsys.readouterr().err
+    # the built-in demo lives in the 64-bit arena
+    assert main(["demo", "--arch", "i386"]) == 2
+    assert "above TASK_SIZE 0xc0000000 of i386" in capsys.readouterr().err

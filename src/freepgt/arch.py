@@ -562,13 +562,15 @@ ARM = Geometry(
     # include/asm-arm/pgtable.h, memory.h (4 KiB pages, 2.6.12): PGDIR_SHIFT
     # 21 with 2048 entries, each entry two 1 MiB hardware entries (a 16 KiB
     # table); pmd folded; a PTE page holds 2 hardware tables of 256 entries
-    # and their 2 Linux shadow tables: 512 entries of 4 + 4 bytes.
+    # and their 2 Linux shadow tables, but the kernel counts it as
+    # PTRS_PER_PTE * sizeof(pte_t) = 512 * 4 bytes (task_mmu's VmPTE,
+    # mm_inc_nr_ptes), so the table is 2 KiB here.
     # TASK_SIZE = PAGE_OFFSET - 16 MiB; FIRST_USER_ADDRESS = PAGE_SIZE
     # (freepgt2 3/6); get_pgd_slow allocates the vector PTE page.
     name="arm",
     word_bits=32,
     page_shift=12,
-    levels=_levels(("pgd", 21, 2048, 8), ("pte", 12, 512, 8)),
+    levels=_levels(("pgd", 21, 2048, 8), ("pte", 12, 512, 4)),
     task_size=0xBF000000,
     first_user_address=0x1000,
     mmap_base=0xBF000000 - (1 << 27) - 0x1000,

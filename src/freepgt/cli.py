@@ -23,7 +23,7 @@ from .costs import run_ops_with_costs
 from .eras import DEFAULT_ERA, era_names, get_era
 from .host.cli import cmd_diff, cmd_host
 from .ops.output import render_table, to_json_line
-from .ops.run import ScriptRunError, run_ops
+from .ops.run import ARENA, ScriptRunError, check_words, run_ops
 from .ops.script import ScriptError, load_script, parse_script
 
 DEMO_SCRIPT = "seed-demo.ops"
@@ -46,9 +46,26 @@ def _sources(text: str) -> dict[int, str]:
             for i, line in enumerate(text.splitlines(), 1) if line.split("#", 1)[0].strip()}
 
 
+def _geometry(args: argparse.Namespace):
+    """The geometry the chosen era gives the chosen arch, or None after saying why not."""
+    try:
+        return get_era(args.era).geometry(args.arch)
+    except ValueError as e:
+        print(f"freepgt: {e}", file=sys.stderr)
+        return None
+
+
 def _run_script(ops, filename: str, args: argparse.Namespace, title: str | None,
                 sources: dict[int, str] | None = None) -> int:
     out = sys.stdout
+    geom = _geometry(args)
+    if geom is None:
+        return 2
+    try:
+        check_words(ops, geom, filename)
+    except ScriptError as e:
+        print(f"freepgt: {e}", file=sys.stderr)
+        return 2
     observations = []
     try:
         runner = run_ops_with_costs if getattr(args, "costs", False) else run_ops
@@ -91,6 +108,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(text)
         return 0
     ops = parse_script(text, DEMO_SCRIPT)
+    geom = _geometry(args)
+    if geom is None:
+        return 2
+    if geom.task_size < ARENA[1]:
+        print(f"freepgt: demo: the built-in script works in the arena [{ARENA[0]:#x}, {ARENA[1]:#x}), "
+              f"above TASK_SIZE {geom.task_size:#x} of {geom.name}; write a script for this "
+              "geometry and use `freepgt run`", file=sys.stderr)
+        return 2
     title = None if args.format == "jsonl" else (
         f"{DEMO_SCRIPT} (built-in) on {args.era}, {args.arch}: "
         "pgtables (VmPTE) and rss in bytes; `freepgt demo --show-script` prints the commented script")
@@ -174,7 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except BrokenPipeError:
+        # the reader went away (``freepgt arch | head``): stop quietly
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

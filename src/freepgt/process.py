@@ -148,7 +148,7 @@ class Process:
         if self.check:
             from .checks import check_mm
 
-            check_mm(self.mm)
+            check_mm(self.mm, orphans=self.mm.era.leaves_gap_tables)
 
     def _word(self, what: str, value: int) -> int:
         """An argument as the kernel sees an ``unsigned long`` (negative values wrap, as from C)."""

@@ -128,3 +128,12 @@ class MmuGather:
     def finish(self) -> None:
         """``tlb_finish_mmu``: the final flush."""
         self.flush_mmu()
+
+    def flush_tlb_range(self, start: int, end: int) -> None:
+        """``flush_tlb_range``: a flush of [start, end) outside the batch (2.6's hugetlb unmap)."""
+        st = self.stats
+        st.flushes += 1
+        st.flushed_bytes += end - start
+        st.recent_ranges.append((start, end))
+        if len(st.recent_ranges) > RECENT_RANGES:
+            del st.recent_ranges[0]

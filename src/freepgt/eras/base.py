@@ -69,6 +69,12 @@ class Era:
     #: free_pgd_range ends with the arch hook ``flush_tlb_pgtables`` (2.6.x
     #: until 2.6.24 removed it; only sparc64's does anything)
     has_flush_tlb_pgtables = False
+    #: tables that no vma spans may stay until exit by design (2.6.10 and
+    #: 2.6.11 free only whole slots or spans of the gap around a hole, and
+    #: a failed driver mmap frees no table): the no-orphan check is off
+    leaves_gap_tables = False
+    #: MADV_DONTNEED zaps whole huge pages of a hugetlb vma (2.6: EINVAL)
+    madvise_dontneed_hugetlb = False
     #: free_pgtables takes every hugetlb vma alone (``is_vm_hugetlb_page``);
     #: 2.6.12 singles out only ia64's and ppc64's hugepage-only ranges
     gather_skips_hugetlb = False

@@ -26,6 +26,8 @@ class Linux2611(Linux2612):
     zap_block_pages = 1024
     preempt = False
     first_posting_trim = False
+    madvise_dontneed_hugetlb = False
+    leaves_gap_tables = True
     gather_skips_hugetlb = False
     has_flush_tlb_pgtables = True
 

@@ -38,6 +38,8 @@ class Linux2612(Era):
     zap_block_pages = 1024
     preempt = False
     first_posting_trim = False
+    madvise_dontneed_hugetlb = False
+    leaves_gap_tables = False
     gather_skips_hugetlb = False
     has_flush_tlb_pgtables = True
 

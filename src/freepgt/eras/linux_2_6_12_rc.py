@@ -29,6 +29,8 @@ class Linux2612rc(Linux2612):
     zap_block_pages = 1024
     has_flush_tlb_pgtables = True
     first_posting_trim = False
+    madvise_dontneed_hugetlb = False
+    leaves_gap_tables = False
     gather_skips_hugetlb = False
     preempt = False
 

@@ -40,6 +40,8 @@ class Linux618(Era):
     zap_block_pages = None
     preempt = False
     first_posting_trim = False
+    madvise_dontneed_hugetlb = True
+    leaves_gap_tables = False
     gather_skips_hugetlb = True
     # flush_tlb_pgtables was removed tree-wide in 2.6.24
     has_flush_tlb_pgtables = False

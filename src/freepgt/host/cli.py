@@ -12,7 +12,8 @@ import os
 import sys
 
 from ..ops.output import OBS_KEYS, render_table, to_json_line
-from ..ops.run import ScriptRunError, run_ops
+from ..eras import get_era
+from ..ops.run import ScriptRunError, check_words, run_ops
 from ..ops.script import ScriptError, load_script
 from .runner import HostError, HostUnavailable, run_host
 
@@ -114,6 +115,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_UNUSABLE
     ops, sources = loaded
+    try:
+        geom = get_era(args.era).geometry(args.arch)
+        check_words(ops, geom, args.script)
+    except (ValueError, ScriptError) as e:
+        print(f"freepgt: {e}", file=sys.stderr)
+        return EXIT_UNUSABLE
     try:
         model = list(run_ops(ops, era=args.era, arch=args.arch, filename=args.script))
     except ScriptRunError as e:

@@ -252,6 +252,7 @@ def zap_page_range(mm: "MM", vma: Vma) -> None:
     tlb = mm.tlb_gather_mmu(fullmm=False)
     unmap_vmas(mm, tlb, [vma], vma.vm_start, vma.vm_end)
     tlb.finish()
+    mm.latency.end_run()
     if vma.vm_flags & VM_ACCOUNT:
         # do_mmap_pgoff's unacct_error: vm_unacct_memory(charged)
         mm.committed -= (vma.vm_end - vma.vm_start) >> mm.geom.page_shift

@@ -6,7 +6,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from ..errors import syscall_error
-from ..vma import VM_PFNMAP
+from ..vma import VM_HUGETLB, VM_PFNMAP
 from .memory import reclaim_pt, unmap_vmas
 
 if TYPE_CHECKING:
@@ -46,13 +46,24 @@ def do_madvise(mm: "MM", start: int, length: int, advice: str) -> None:
             hole = True
         s = max(start, vma.vm_start)
         e = min(end, vma.vm_end)
+        if vma.vm_flags & VM_HUGETLB:
+            # 2.6 refuses hugetlb vmas; 6.x wants a huge-page-aligned start
+            # and zaps whole huge pages only (madvise_dontneed_free_valid_vma)
+            hpage = g.HPAGE_SIZE
+            if not mm.era.madvise_dontneed_hugetlb or s & (hpage - 1):
+                raise syscall_error(errno.EINVAL, "madvise: dontneed on a hugetlb mapping")
+            e &= ~(hpage - 1)
+            if e <= s:
+                pos = min(end, vma.vm_end)
+                continue
         # zap_page_range: a gather of its own for each vma
         tlb = mm.tlb_gather_mmu(fullmm=False)
         unmap_vmas(mm, tlb, [vma], s, e)
         if reclaim:
             reclaim_pt(mm, tlb, s, e)
         tlb.finish()
-        pos = e
+        mm.latency.end_run()
+        pos = min(end, vma.vm_end)
     if pos < end:
         hole = True
     if hole:

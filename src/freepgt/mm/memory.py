@@ -331,6 +331,29 @@ def zap_range(mm: "MM", tlb: MmuGather, vma: Vma, start: int, end: int) -> None:
     _zap_piece(mm, tlb, start, end)
 
 
+def zap_hugetlb(mm: "MM", tlb: MmuGather, vma: Vma, start: int, end: int) -> None:
+    """``unmap_hugepage_range`` over [start, end) of a hugetlb vma.
+
+    2.6 drops each huge page at once (``put_page``) and ends with one
+    ``flush_tlb_range``: nothing goes through the gather.  6.x hands each
+    huge page to the gather (``tlb_remove_page_size``), one entry apiece.
+    """
+    if start >= end:
+        return
+    count_entries(mm, start, end)
+    removed = mm.pt.zap(start, end)
+    if not removed:
+        return
+    npages = sum(b - a for a, b, _ in removed)
+    if mm.era.zap_block_pages:
+        tlb.freed += npages
+        tlb.flush_tlb_range(start, end)
+        return
+    per_huge = mm.geom.HPAGE_SIZE >> mm.geom.page_shift
+    ps = mm.geom.page_shift
+    tlb.remove_pages(npages, removed[0][0] << ps, removed[-1][1] << ps, -(-npages // per_huge))
+
+
 def unmap_vmas(mm: "MM", tlb: MmuGather, vmas: list[Vma], start: int, end: int) -> int:
     """``unmap_vmas``: zap every vma's part of [start, end); return pages accounted.
 
@@ -354,7 +377,24 @@ def unmap_vmas(mm: "MM", tlb: MmuGather, vmas: list[Vma], start: int, end: int) 
             # per table, with a reschedule point per pmd entry
             pmd = mm.geom.PMD_SIZE
             account_zap(mm, s, e, s & (pmd - 1), pmd)
-            zap_range(mm, tlb, vma, s, e)
+            if vma.vm_flags & VM_HUGETLB:
+                zap_hugetlb(mm, tlb, vma, s, e)
+            else:
+                zap_range(mm, tlb, vma, s, e)
+            continue
+        if vma.vm_flags & VM_HUGETLB:
+            # unmap_hugepage_range takes the rest of the vma as one block;
+            # if that uses up zap_bytes, the gather is finished and a new
+            # block starts after the vma
+            left = block - done % block
+            zap_hugetlb(mm, tlb, vma, s, e)
+            if e - s >= left:
+                tlb.finish()
+                mm.latency.lock_break()
+                done, pending = 0, None
+            else:
+                pending = done // block
+                done += e - s
             continue
         account_zap(mm, s, e, done, block)
         pending = _zap_in_blocks(mm, tlb, s, e, done, block, pending)

@@ -14,7 +14,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from ..errors import syscall_error
-from ..vma import VM_ACCOUNT, VM_DONTEXPAND, VM_MAYSHARE, VM_PFNMAP, VM_SHARED, Vma
+from ..vma import VM_ACCOUNT, VM_DONTEXPAND, VM_HUGETLB, VM_MAYSHARE, VM_PFNMAP, VM_SHARED, Vma
 from .mmap import do_munmap, do_vmi_munmap, get_unmapped_area, page_align
 
 if TYPE_CHECKING:
@@ -63,6 +63,9 @@ def do_mremap(mm: "MM", addr: int, old_len: int, new_len: int,
     vma = mm.vmas.vma_lookup(addr)
     if vma is None:
         raise syscall_error(errno.EFAULT, f"mremap: {addr:#x} is not mapped")
+    if vma.vm_flags & VM_HUGETLB:
+        # 6.x moves aligned hugetlb mappings; the model keeps hugetlb to faults and unmapping
+        raise syscall_error(errno.EINVAL, "mremap: hugetlb mappings are not remapped in the model")
 
     if fixed or dontunmap:
         # a move shrinks the source first, so only what moves must lie in the vma
@@ -143,6 +146,8 @@ def _do_mremap_legacy(mm: "MM", addr: int, old_len: int, new_len: int,
     vma = mm.vmas.vma_lookup(addr)
     if vma is None:
         raise syscall_error(errno.EFAULT, f"mremap: {addr:#x} is not mapped")
+    if vma.vm_flags & VM_HUGETLB:
+        raise syscall_error(errno.EINVAL, "mremap: a hugetlb mapping")
     if old_len > vma.vm_end - addr:
         raise syscall_error(errno.EFAULT, "mremap: old range passes the end of the vma")
     if vma.vm_flags & VM_DONTEXPAND and new_len > old_len:

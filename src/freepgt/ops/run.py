@@ -7,7 +7,7 @@ from typing import Iterable, Iterator
 from ..errors import KernelBug, Signal, errno_name
 from ..pagetable import RSS_STATES
 from ..process import Process
-from .script import Op
+from .script import Op, ScriptError
 
 #: the address range every comparable script works in (see ops-format.md)
 ARENA = (0x100000000000, 0x200000000000)
@@ -89,12 +89,28 @@ def apply_op(process: Process, op: Op) -> tuple[str, int | None]:
     return "0", None
 
 
+def check_words(ops: Iterable[Op], geom, filename: str = "<script>") -> None:
+    """Refuse, before anything runs, a script whose numbers do not fit the geometry's word.
+
+    A 32-bit geometry cannot take the 64-bit arena's addresses: every
+    address, length and offset must be an ``unsigned long`` of the
+    architecture.  Raises ScriptError naming the first such line.
+    """
+    limit = 1 << geom.word_bits
+    for op in ops:
+        for field in ("addr", "length", "new_length", "new_addr", "offset", "size"):
+            value = getattr(op, field)
+            if value is not None and value >= limit:
+                raise ScriptError(filename, op.line,
+                                  f"{op.op}: {field.replace('_', ' ')} {value:#x} does not fit in "
+                                  f"a {geom.word_bits}-bit word ({geom.name})")
+
+
 def run_ops(ops: Iterable[Op], era: str = "linux-6.18", arch: str = "x86_64", check: bool = False,
             filename: str = "<script>", process: Process | None = None) -> Iterator[dict]:
     """Run ``ops`` on a fresh process; yield one observation per operation line.
 
-    A kernel
-    BUG (or a failed invariant with ``check``) stops the run with
+    A kernel BUG (or a failed invariant with ``check``) stops the run with
     ScriptRunError naming the line.
     """
     process = process or Process(era=era, arch=arch, check=check)
