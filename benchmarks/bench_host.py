@@ -19,7 +19,7 @@ operations, or the host runner failed), 2 if the host cannot be used here.
     python benchmarks/bench_host.py
     python benchmarks/bench_host.py --quick
     python benchmarks/bench_host.py --json benchmarks/results/host.json
-    python benchmarks/bench_host.py --workloads mmap1,fork --profile
+    python benchmarks/bench_host.py --workloads mmap1,fork-heavy --profile
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ the touch, page tables left after munmap, vma count, exit report) are
 recorded per workload and reported, never turned into timed assertions.
 
     python benchmarks/bench_model.py                 # linux-6.18, full sizes
-    python benchmarks/bench_model.py --era all       # linux-6.18 and linux-2.6.12
+    python benchmarks/bench_model.py --era all       # every era, oldest first
     python benchmarks/bench_model.py --quick --json benchmarks/results/quick.json
     python benchmarks/bench_model.py --profile --workloads vma-fixed,fork-exit
 """
@@ -49,10 +49,10 @@ try:
 except ImportError:  # running from a checkout without the package installed
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
     import freepgt
+from freepgt.eras import era_names
 from freepgt.vma import VM_GROWSDOWN
 
 ARCH = "x86_64"
-ERAS = ("linux-6.18", "linux-2.6.12")
 KiB = 1 << 10
 MiB = 1 << 20
 GiB = 1 << 30
@@ -62,6 +62,8 @@ PAGE = 4096
 FAULT_BASE = 0x100000000000
 #: where the fixed-address vma workload lays its mappings out
 VMA_BASE = 0x200000000000
+#: where the fork-exit parent's executable starts (its heap follows it)
+EXE_BASE = 0x555555554000
 
 
 # ---------------------------------------------------------------------------
@@ -110,6 +112,8 @@ class Workload:
     setup: Callable[[str, Sizes], Any]
     run: Callable[[Any, Sizes], Counts]
     faults: bool = False      # report pages/s and compare with the dict reference
+    #: the end of the highest mapping the workload places at a fixed address (0: none)
+    fixed_end: Callable[[Sizes], int] = lambda s: 0
 
 
 def _new_process(era: str) -> "freepgt.Process":
@@ -250,7 +254,7 @@ def _build_parent(era: str) -> "freepgt.Process":
     ps = PAGE
     # the executable: headers r--, text r-x, rodata r--, data rw-, then bss
     exe = p.file("app", 600 * ps)
-    base = 0x555555554000
+    base = EXE_BASE
     layout = ((0, 8, "r--", 8, 0), (8, 400, "r-x", 60, 0), (408, 160, "r--", 20, 0), (568, 24, "rw-", 0, 24))
     for off, n, prot, rd, wr in layout:
         a = p.mmap(base + off * ps, n * ps, prot, "private,fixed", exe, off * ps)
@@ -261,7 +265,7 @@ def _build_parent(era: str) -> "freepgt.Process":
     bss = base + 592 * ps
     p.mmap(bss, 16 * ps, "rw-", "private,anon,fixed")
     p.touch(bss, 8 * ps, "w")
-    # heap through brk, just above the image
+    # heap through brk, just above the image (its end is PARENT_FIXED_END)
     p.mm.start_brk = p.mm.brk = bss + 16 * ps + 0x1000000
     heap = p.mm.brk
     p.brk(heap + 132 * KiB)
@@ -317,6 +321,11 @@ def _build_parent(era: str) -> "freepgt.Process":
     return p
 
 
+#: the end of the parent's heap, its highest fixed mapping: the image (608
+#: pages with bss), a 16 MiB gap, 1 MiB of brk heap
+PARENT_FIXED_END = EXE_BASE + 608 * PAGE + 0x1000000 + 1 * MiB
+
+
 def setup_fork(era: str, s: Sizes):
     return _build_parent(era)
 
@@ -344,22 +353,26 @@ def run_fork_exit(p, s: Sizes) -> Counts:
 WORKLOADS: tuple[Workload, ...] = (
     Workload("fault-1GiB", "calls",
              "mmap 1 GiB private anon noreserve (fixed), touch all with writes, munmap; x reps",
-             lambda era, s: _new_process(era), run_fault_1g, faults=True),
+             lambda era, s: _new_process(era), run_fault_1g, faults=True,
+             fixed_end=lambda s: FAULT_BASE + GiB),
     Workload("fault-1TiB", "calls",
              "mmap 1 TiB private anon noreserve (fixed), touch all with writes, munmap; x reps",
-             lambda era, s: _new_process(era), run_fault_1t, faults=True),
+             lambda era, s: _new_process(era), run_fault_1t, faults=True,
+             fixed_end=lambda s: FAULT_BASE + TiB),
     Workload("fault-perpage", "calls",
              "mmap, one write touch() per page, munmap (no run batching)",
-             lambda era, s: _new_process(era), run_fault_perpage, faults=True),
+             lambda era, s: _new_process(era), run_fault_perpage, faults=True,
+             fixed_end=lambda s: FAULT_BASE + s.perpage_bytes),
     Workload("vma-fixed", "calls",
              "N x mmap(16 KiB, fixed, 4 KiB gaps) + touch each + munmap each (3 calls/vma)",
-             lambda era, s: _new_process(era), run_vma_fixed),
+             lambda era, s: _new_process(era), run_vma_fixed,
+             fixed_end=lambda s: VMA_BASE + s.vma_count * (VMA_LEN + VMA_GAP)),
     Workload("vma-topdown", "calls",
              "N x mmap(16 KiB, addr 0, rw-/r-- alternating) + touch + munmap (3 calls/vma)",
              lambda era, s: _new_process(era), run_vma_topdown),
     Workload("fork-exit", "forks",
              "realistic ~50-vma parent; N x (fork + child.exit())",
-             setup_fork, run_fork_exit),
+             setup_fork, run_fork_exit, fixed_end=lambda s: PARENT_FIXED_END),
 )
 WORKLOAD_NAMES = tuple(w.name for w in WORKLOADS)
 
@@ -424,6 +437,20 @@ def ref_dict_faults(length: int) -> dict[str, float]:
 # Running
 # ---------------------------------------------------------------------------
 
+def does_not_fit(w: Workload, era: str, s: Sizes) -> str | None:
+    """Why ``w`` cannot run under ``era`` (a fixed mapping above its TASK_SIZE), or None.
+
+    linux-2.6.10 maps x86_64 to its own layout, x86_64-2.6.10, with 511 GiB
+    of user space: the fixed addresses of most workloads lie above it.
+    """
+    geom = _new_process(era).geom
+    end = w.fixed_end(s)
+    if end > geom.task_size:
+        return (f"its fixed mappings end at {end:#x}, above TASK_SIZE {geom.task_size:#x} "
+                f"of {geom.name}")
+    return None
+
+
 def measure(w: Workload, era: str, s: Sizes, repeat: int) -> dict[str, Any]:
     """Time ``w`` ``repeat`` times (best kept), then once under tracemalloc."""
     res: dict[str, Any] = {"workload": w.name, "era": era, "arch": ARCH, "unit": w.unit,
@@ -461,7 +488,7 @@ def measure(w: Workload, era: str, s: Sizes, repeat: int) -> dict[str, Any]:
 
 
 def add_ratios(res: dict[str, Any], loop_s: float, dict_ref: dict[str, float]) -> None:
-    if "error" in res:
+    if "error" in res or "skipped" in res:
         return
     # the model's time over an empty loop's time for the same number of operations
     res["x_loop"] = res["seconds"] / (loop_s * res["ops"])
@@ -487,24 +514,27 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}" if x < 1e5 else f"{x:.3e}"
 
 
-HEADER = (f"{'workload':<14} {'era':<13} {'ops':>9} {'unit':<6} {'seconds':>9} {'ops/s':>10} "
+HEADER = (f"{'workload':<14} {'era':<15} {'ops':>9} {'unit':<6} {'seconds':>9} {'ops/s':>10} "
           f"{'pages/s':>10} {'peak_MiB':>9} {'x_loop':>8} {'vs_dict':>8}")
 
 
 def format_row(r: dict[str, Any]) -> str:
     if "error" in r:
-        return f"{r['workload']:<14} {r['era']:<13} ERROR {r['error']}"
+        return f"{r['workload']:<14} {r['era']:<15} ERROR {r['error']}"
+    if "skipped" in r:
+        return f"{r['workload']:<14} {r['era']:<15} skipped: {r['skipped']}"
     pps = _fmt(r["pages_per_s"]) if "pages_per_s" in r else "-"
     vsd = _fmt(r["vs_dict"]) if "vs_dict" in r else "-"
-    return (f"{r['workload']:<14} {r['era']:<13} {r['ops']:>9} {r['unit']:<6} {r['seconds']:>9.4f} "
+    return (f"{r['workload']:<14} {r['era']:<15} {r['ops']:>9} {r['unit']:<6} {r['seconds']:>9.4f} "
             f"{_fmt(r['ops_per_s']):>10} {pps:>10} {r['peak_mib']:>9.3f} {_fmt(r['x_loop']):>8} {vsd:>8}")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--era", default="linux-6.18", choices=(*ERAS, "all"),
-                    help="kernel era to model (default linux-6.18; 'all' runs every era)")
+    ap.add_argument("--era", default="linux-6.18", choices=(*era_names(), "all"),
+                    help="kernel era to model (default linux-6.18; 'all' runs every era, oldest first, "
+                         "skipping a workload whose fixed addresses lie above the era's TASK_SIZE)")
     ap.add_argument("--quick", action="store_true", help="small sizes, one timed run")
     ap.add_argument("--repeat", type=int, default=None,
                     help="timed runs per workload, fastest kept (default 3, 1 with --quick)")
@@ -520,7 +550,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sizes = QUICK if args.quick else FULL
     repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
-    eras = ERAS if args.era == "all" else (args.era,)
+    eras = era_names() if args.era == "all" else [args.era]
     wanted = [x.strip() for x in args.workloads.split(",") if x.strip()]
     unknown = [x for x in wanted if x not in WORKLOAD_NAMES]
     if unknown:
@@ -541,6 +571,13 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for era in eras:
         for w in selected:
+            why = does_not_fit(w, era, sizes)
+            if why is not None:
+                r = {"workload": w.name, "era": era, "arch": ARCH, "unit": w.unit,
+                     "description": w.description, "skipped": why}
+                results.append(r)
+                print(format_row(r), flush=True)
+                continue
             r = measure(w, era, sizes, repeat)
             add_ratios(r, loop_s, dict_ref)
             results.append(r)
@@ -550,7 +587,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"CHECK {name} {era}: {p}")
     print("x_loop: model time / empty-loop time for the same number of ops; "
           "vs_dict: model pages/s / naive dict pages/s (>1: the model is faster)")
-    big = [r for r in results if r["workload"] == "fault-1TiB" and "error" not in r]
+    big = [r for r in results if r["workload"] == "fault-1TiB" and "seconds" in r]
     for r in big:
         per = r["seconds"] / (r["ops"] // 3)
         print(f"fault-1TiB {r['era']}: {per * 1e3:.2f} ms per 1 TiB map+touch+unmap "
@@ -560,6 +597,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         for era in eras:
             for w in selected:
+                if does_not_fit(w, era, sizes) is not None:
+                    continue
                 text = profile(w, era, sizes, args.profile_top, args.profile_sort)
                 profiles[f"{w.name}/{era}"] = text
                 print(f"\n=== cProfile {w.name} {era}: top {args.profile_top} by {args.profile_sort} ===")

@@ -44,15 +44,21 @@ def run_one(label: str, era) -> dict:
             "tables": p.tables()}
 
 
+def _count(n: int, one: str, many: str) -> str:
+    """``1 flush``, ``0 flushes``: n followed by the singular or the plural noun."""
+    return f"{n} {one if n == 1 else many}"
+
+
 def main() -> list[dict]:
     rows = [run_one(label, era) for label, era in VARIANTS]
     for r in rows:
         lone = r["lone"]
-        print(f"{r['era']:<32} munmap D: {lone['flushes']} flush, {lone['pages']} VPTE pages {lone['ranges']}")
+        print(f"{r['era']:<32} munmap D: {_count(lone['flushes'], 'flush', 'flushes')}, "
+              f"{_count(lone['pages'], 'VPTE page', 'VPTE pages')} {lone['ranges']}")
         if r["shared"]["bug"]:
             print(f"{'':<32} munmap B: {r['shared']['bug']}")
         else:
-            print(f"{'':<32} munmap B: {r['shared']['flushes']} flushes")
+            print(f"{'':<32} munmap B: {_count(r['shared']['flushes'], 'flush', 'flushes')}")
         for w in r["warnings"]:
             print(f"{'':<32} {w}")
     return rows

@@ -30,7 +30,7 @@ from freepgt.fuzz import (
     script_seed,
     shrink,
 )
-from freepgt.host import check_arena
+from freepgt.host import HostError, HostUnavailable, check_comparable
 from freepgt.ops.run import run_ops
 from freepgt.ops.script import parse_script
 
@@ -53,12 +53,12 @@ def test_generator_is_deterministic_per_seed(profile):
 
 
 @pytest.mark.parametrize("profile", PROFILES)
-def test_generated_scripts_parse_and_stay_in_the_arena(profile):
+def test_generated_scripts_parse_and_are_comparable(profile):
     for run in range(40):
         lines = generate(script_seed(5, run), 40, profile)
         assert 1 <= len(lines) <= 40
         ops = parse_script(text_of(lines), f"run{run}")
-        check_arena(ops, f"run{run}")  # the host runner's own test: raises HostError
+        check_comparable(ops, f"run{run}")  # the host runner's own test: raises HostError
         if profile == "anon":
             assert reference_in_scope(ops)
         # every address the kernel returns is one the script asked for: in the arena
@@ -192,20 +192,85 @@ def test_cli_fuzz_writes_the_shrunk_failure(tmp_path, capsys, monkeypatch):
     assert parse_script(text)[0].op == "fork"
 
 
-def test_cli_fuzz_counts_refused_scripts_as_skipped(tmp_path, capsys, monkeypatch):
-    class HostError(Exception):
-        pass
-
-    def run_host(ops, filename="<script>"):
-        raise HostError(f"{filename}:1: mmap: the kernel placed the mapping at 0x7f0000000000, "
-                        "outside the arena: not comparable")
-
-    fake = types.SimpleNamespace(HostError=HostError, HostUnavailable=RuntimeError, run_host=run_host,
+def fake_host(monkeypatch, run_host) -> None:
+    """Make ``freepgt fuzz --host`` use run_host as the live host."""
+    fake = types.SimpleNamespace(HostError=HostError, HostUnavailable=HostUnavailable, run_host=run_host,
                                  host_unavailable_reason=lambda: None)
     monkeypatch.setattr(fuzz, "_host_api", lambda: fake)
+
+
+def test_cli_fuzz_counts_refused_scripts_as_skipped(tmp_path, capsys, monkeypatch):
+    def run_host(ops, filename="<script>"):
+        raise HostError(f"{filename}:1: mmap: the kernel placed the mapping at 0x7f0000000000, "
+                        "outside the arena: not comparable", filename, 1, comparable=False)
+
+    fake_host(monkeypatch, run_host)
     assert cli.main(["fuzz", "--host", "--runs", "2", "--out", str(tmp_path)]) == 0
     summary = capsys.readouterr().out.strip().splitlines()[-1]
     assert "0 passed, 0 failed, 2 skipped as not comparable" in summary
+
+
+def test_runner_failure_mentioning_the_arena_is_a_host_error(tmp_path, capsys, monkeypatch):
+    # the runner's self-check talks about the arena too, but it is the
+    # runner that failed: the script was comparable, the result is unknown
+    def run_host(ops, filename="<script>"):
+        raise HostError(f"{filename}: self-check: with the arena empty, VmPTE is 8192 bytes, not the "
+                        "baseline's 4096: the runner's own page tables changed during the run",
+                        filename, observations=[])
+
+    fake_host(monkeypatch, run_host)
+    text = text_of([f"mmap {B:#x} 8K rw- private,anon,fixed"])
+    out = check_script(text, host=True)
+    assert (out.status, out.against) == ("host-error", "host")
+    assert out.reason.startswith("<fuzz>: self-check: with the arena empty")
+    assert cli.main(["fuzz", "--host", "--runs", "3", "--out", str(tmp_path / "f")]) == 1
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[0].startswith("run 0: host-error: seed0-run0: self-check:")
+    assert "0 passed, 0 failed, 0 skipped as not comparable, 3 host errors (counted as failures)" in printed[-1]
+    assert not (tmp_path / "f").exists()
+
+
+def test_cli_fuzz_host_error_alone_fails(tmp_path, capsys, monkeypatch):
+    calls = []
+
+    def run_host(ops, filename="<script>"):
+        calls.append(filename)
+        if len(calls) == 1:
+            raise HostUnavailable("the runner could not be started")
+        return list(run_ops(ops))  # the model's own observations: a pass
+
+    fake_host(monkeypatch, run_host)
+    assert cli.main(["fuzz", "--host", "--runs", "2", "-q", "--out", str(tmp_path)]) == 1
+    summary = capsys.readouterr().out.strip()
+    assert "1 passed, 0 failed, 0 skipped as not comparable, 1 host error (counted as failures)" in summary
+
+
+def test_cli_fuzz_invalid_script_fails(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(fuzz, "generate", lambda seed, max_ops, profile: ["bogus"])
+    assert cli.main(["fuzz", "--runs", "2", "-q", "--out", str(tmp_path)]) == 1
+    summary = capsys.readouterr().out.strip()
+    assert "0 passed, 0 failed, 2 invalid (counted as failures)" in summary
+
+
+def test_cli_fuzz_refuses_an_out_that_is_a_file(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(fuzz, "generate", lambda *a: pytest.fail("a run started"))
+    plain = tmp_path / "plain"
+    plain.write_text("")
+    for out, why in ((plain, "exists and is not a directory"),
+                     (plain / "sub", f"{plain} is not a directory")):
+        assert cli.main(["fuzz", "--runs", "1", "--out", str(out)]) == 2
+        assert capsys.readouterr().err == f"freepgt fuzz: --out {out}: {why}\n"
+
+
+@pytest.mark.parametrize("option", ["--runs", "--max-ops", "--shrink-tests"])
+@pytest.mark.parametrize("value", ["0", "-3", "x"])
+def test_cli_fuzz_counts_must_be_positive(option, value, capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["fuzz", option, value])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument {option}: " in err
+    assert ("not a number: 'x'" if value == "x" else "must be at least 1") in err
 
 
 def test_cli_fuzz_host_unusable(capsys, monkeypatch):

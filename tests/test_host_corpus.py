@@ -30,6 +30,7 @@ from freepgt.host import (
     HostError,
     HostUnavailable,
     check_arena,
+    check_comparable,
     host_unavailable_reason,
     run_host,
     runner_path,
@@ -136,8 +137,50 @@ def test_script_outside_the_arena_is_refused(line, why, monkeypatch):
     with pytest.raises(HostError, match=rf"^x\.ops:2: {op}: .*{why}") as info:
         run_host(ops, "x.ops")
     assert info.value.line == 2 and info.value.observations == []
+    assert info.value.comparable is False
     with pytest.raises(HostError, match=r"^<script>:2: "):
         time_host(ops)
+
+
+# --------------------------------------------- model-only flags and the size guard
+
+@pytest.mark.parametrize("line, why", [
+    ("mmap 0x100000000000 2M rw- private,anon,fixed,hugetlb", "the hugetlb flag is a model extension"),
+    ("touch 0x100000000000 0x100001000 w",
+     "LEN 0x100001000 is over 4 GiB, the most one touch may fault in on the host"),
+    ("touch 0x100000000000 0x100000000 r", None),  # exactly 4 GiB
+    ("mmap 0x100000000000 5G rw- private,anon,fixed,noreserve,populate",
+     "LEN 0x140000000 is over 4 GiB, the most a populate may fault in on the host"),
+    ("mmap 0x100000000000 4G rw- private,anon,fixed,noreserve,populate", None),
+    ("mmap 0x100000000000 5G rw- private,anon,fixed,noreserve", None),  # mapped, not faulted in
+])
+def test_script_the_host_cannot_mirror_is_refused(line, why, monkeypatch):
+    ops = parse_script(f"# first line\n{line}\n", "x.ops")
+    monkeypatch.setattr("freepgt.host.runner._require_host",
+                        lambda: pytest.fail("the runner was asked for"))
+    if why is None:
+        check_comparable(ops, "x.ops")
+        return
+    op = line.split()[0]
+    message = f"x.ops:2: {op}: {why}: not comparable on the host"
+    for call in (lambda: check_comparable(ops, "x.ops"), lambda: run_host(ops, "x.ops")):
+        with pytest.raises(HostError) as info:
+            call()
+        assert str(info.value) == message
+        assert (info.value.line, info.value.comparable, info.value.observations) == (2, False, [])
+    with pytest.raises(HostError, match=f"^<script>:2: {op}: "):
+        time_host(ops)
+    check_arena(ops, "x.ops")  # every range lies in the arena
+
+
+def test_diff_and_host_refuse_a_hugetlb_mapping(tmp_path, capsys, monkeypatch):
+    script = tmp_path / "huge.ops"
+    script.write_text("mmap 0x100000000000 2M rw- private,anon,fixed,hugetlb\ntouch 0x100000000000 4K w\n")
+    monkeypatch.setattr("freepgt.host.runner._require_host", lambda: pytest.fail("the runner was asked for"))
+    message = f"{script}:1: mmap: the hugetlb flag is a model extension: not comparable on the host"
+    for command in ("diff", "host"):
+        assert main([command, str(script)]) == 2
+        assert capsys.readouterr().err == f"freepgt: host: {message}\n"
 
 
 def test_time_host_needs_a_repeat():
@@ -166,27 +209,35 @@ OBS_LINE_1 = '{"line":1,"op":"mmap","ret":"-12","vmas":[],"pgtables":0,"rss":0}'
 
 
 @pytest.mark.skipif(os.name != "posix", reason="needs /bin/sh")
-@pytest.mark.parametrize("body, error, message", [
+@pytest.mark.parametrize("body, error, message, comparable", [
     # the runner died: the observations so far are kept
-    (f"echo '{OBS_LINE_1}'\nkill -SEGV $$\n", HostError, r"^x\.ops: the host runner was killed by signal 11$"),
-    (f"echo '{OBS_LINE_1}'\nexit 0\n", HostError, r"^x\.ops: the host runner exited with status 0 without a result"),
-    # the runner's own stop at a line, and its end self-check (line 0)
+    (f"echo '{OBS_LINE_1}'\nkill -SEGV $$\n", HostError, r"^x\.ops: the host runner was killed by signal 11$",
+     True),
+    (f"echo '{OBS_LINE_1}'\nexit 0\n", HostError,
+     r"^x\.ops: the host runner exited with status 0 without a result", True),
+    # the runner's stop at a line it cannot compare, a failure at a line, and
+    # its end self-check (line 0), which names the arena but is no refusal
     ((f"echo '{OBS_LINE_1}'\n"
-      'echo \'{"status":"error","line":2,"message":"the kernel placed the mapping at 0x7f0000000000"}\'\n'),
-     HostError, r"^x\.ops:2: touch: the kernel placed the mapping at 0x7f0000000000$"),
+      'echo \'{"status":"error","line":2,"comparable":false,'
+      '"message":"the kernel placed the mapping at 0x7f0000000000"}\'\n'),
+     HostError, r"^x\.ops:2: touch: the kernel placed the mapping at 0x7f0000000000$", False),
     ((f"echo '{OBS_LINE_1}'\n"
-      'echo \'{"status":"error","line":0,"message":"self-check: VmPTE changed"}\'\n'),
-     HostError, r"^x\.ops: self-check: VmPTE changed$"),
+      'echo \'{"status":"error","line":2,"message":"cannot read VmPTE from /proc/self/status"}\'\n'),
+     HostError, r"^x\.ops:2: touch: cannot read VmPTE from /proc/self/status$", True),
+    ((f"echo '{OBS_LINE_1}'\n"
+      'echo \'{"status":"error","line":0,"message":"self-check: the arena is not empty after munmap of all of it"}\'\n'),
+     HostError, r"^x\.ops: self-check: the arena is not empty after munmap of all of it$", True),
     ('echo \'{"status":"unavailable","message":"this kernel uses 5-level page tables"}\'\n',
-     HostUnavailable, r"^this kernel uses 5-level page tables$"),
+     HostUnavailable, r"^this kernel uses 5-level page tables$", None),
 ])
-def test_runner_results_are_decoded(tmp_path, body, error, message):
+def test_runner_results_are_decoded(tmp_path, body, error, message, comparable):
     ops = parse_script(f"mmap {B:#x} 0 rw- private,anon,fixed\ntouch {B:#x} 4K w\n", "x.ops")
     with pytest.raises(error, match=message) as info:
         _invoke(_fake_runner(tmp_path, body), "observe", 1, ops, "x.ops")
     if error is HostError:
         assert info.value.observations == [
             {"line": 1, "op": "mmap", "ret": "-ENOMEM", "vmas": [], "pgtables": 0, "rss": 0}]
+        assert info.value.comparable is comparable
 
 
 # ------------------------------------------------------------- the live runner
@@ -209,15 +260,16 @@ def test_kernel_placement_outside_the_arena_stops_the_run(live_host):
     with pytest.raises(HostError, match=r"^x\.ops:2: mmap: the kernel placed the mapping at 0x[0-9a-f]+, "
                                         r"outside the arena") as info:
         run_host(ops, "x.ops")
-    assert info.value.line == 2
+    assert info.value.line == 2 and info.value.comparable is False
     assert [o["line"] for o in info.value.observations] == [1]
 
 
 def test_runner_refuses_outside_the_arena_itself(live_host):
     # the C runner's own check, for input that did not come through check_arena
     ops = parse_script("mmap 0x100000000000 4K rw- private,anon,fixed\ntouch 0x7ffe00000000 4K w\n", "x.ops")
-    with pytest.raises(HostError, match=r"^x\.ops:2: touch: an address range of this line lies outside"):
+    with pytest.raises(HostError, match=r"^x\.ops:2: touch: an address range of this line lies outside") as info:
         _invoke(runner_path(), "observe", 1, ops, "x.ops")
+    assert info.value.comparable is False
 
 
 def test_observations_have_the_models_shape(live_host):

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import io
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable
@@ -31,6 +33,7 @@ __all__ = [
     "cmd_compare",
     "compare",
     "kernel_order",
+    "plot_path_problem",
     "plot_rows",
     "render_compare_table",
     "render_csv",
@@ -321,12 +324,27 @@ def add_compare_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def plot_path_problem(path: str) -> str | None:
+    """Why a chart cannot be written to path (a directory, or in a missing directory), or None."""
+    if os.path.isdir(path):
+        return "is a directory"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.exists(parent):
+        return f"the directory {parent} does not exist"
+    if not os.path.isdir(parent):
+        return f"{parent} is not a directory"
+    return None
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Run the comparison and print it; 2 when --plot cannot be honoured."""
     if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
+        # checked before the runs, which take a while: a bad path fails at once
+        problem = plot_path_problem(args.plot)
+        if problem is not None:
+            print(f"freepgt: --plot {args.plot}: {problem}", file=sys.stderr)
+            return 2
+        if importlib.util.find_spec("matplotlib") is None:
             print("freepgt: --plot needs matplotlib: pip install 'freepgt[plot]'", file=sys.stderr)
             return 2
     workloads = WORKLOADS if args.workload == "all" else (args.workload,)
@@ -340,5 +358,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         print(render_compare_table(results, latency=args.latency or args.preempt))
     if args.plot:
-        plot_rows(results, args.plot)
+        try:
+            plot_rows(results, args.plot)
+        except OSError as e:
+            print(f"freepgt: --plot {args.plot}: {e.strerror or e}", file=sys.stderr)
+            return 2
+        except ValueError as e:  # matplotlib: an extension it cannot write
+            print(f"freepgt: --plot {args.plot}: {e}", file=sys.stderr)
+            return 2
     return 0

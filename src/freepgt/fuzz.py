@@ -615,12 +615,6 @@ def _model_observations(ops: list[Op], filename: str) -> tuple[list[dict], Failu
     return got, None
 
 
-def _not_comparable(error: Exception) -> bool:
-    """A HostError about the arena (the script is not comparable), not a runner failure."""
-    text = str(error)
-    return "not comparable" in text or "arena" in text
-
-
 def _host_api():
     from . import host
 
@@ -633,7 +627,8 @@ def check_script(text: str, *, host: bool = False, reference: bool = True,
 
     With ``host``, the live kernel runs it too (:func:`freepgt.host.run_host`)
     and the observations must be equal; a script the host refuses as not
-    comparable (``HostError``) is ``skip``.  Without ``host``, the model's
+    comparable (``HostError`` with ``comparable`` False) is ``skip``, any
+    other host failure ``host-error``.  Without ``host``, the model's
     observations are compared with the brute-force Reference when
     ``reference`` is set and the script lies within its scope; otherwise
     only the invariants are checked.
@@ -650,7 +645,7 @@ def check_script(text: str, *, host: bool = False, reference: bool = True,
         try:
             other = api.run_host(ops, filename=filename)
         except api.HostError as e:
-            if _not_comparable(e):
+            if not e.comparable:
                 return Outcome("skip", against, reason=str(e))
             return Outcome("host-error", against, reason=str(e))
         except Exception as e:  # HostUnavailable or a runner that broke
@@ -970,6 +965,34 @@ class _Tally:
     files: list[str] = field(default_factory=list)
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return n
+
+
+def _out_problem(path: str) -> str | None:
+    """Why failing scripts could not be written to the directory path, or None."""
+    if os.path.isdir(path):
+        return None if os.access(path, os.W_OK | os.X_OK) else "the directory is not writable"
+    if os.path.exists(path):
+        return "exists and is not a directory"
+    # made on the first failure: its nearest existing ancestor must take it
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"cannot create it: {parent} is not writable"
+    return None
+
+
 def register(sub) -> None:
     """Add the ``fuzz`` subcommand to the ``freepgt`` argument parser's subparsers."""
     p = sub.add_parser(
@@ -979,19 +1002,20 @@ def register(sub) -> None:
             "each script also runs on this machine's kernel and the observations must match. Without "
             "--host, the model runs with its invariant checks, and scripts within the brute-force "
             "Reference's scope (profile anon) are compared with it. Each failing script is shrunk and "
-            "written to --out. Exit status 0: no failures; 1: at least one; 2: bad arguments or host "
-            "not usable."))
+            "written to --out. Exit status 0: no failures; 1: at least one failure, host error or "
+            "invalid script; 2: bad arguments or host not usable."))
     p.add_argument("--host", action="store_true", help="compare with the live kernel (freepgt.host)")
-    p.add_argument("--runs", type=int, default=100, help="number of random scripts (default 100)")
+    p.add_argument("--runs", type=_positive, default=100, help="number of random scripts (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the whole session (default 0)")
     p.add_argument("--out", default="fuzz-failures",
-                   help="directory for minimal failing scripts (default ./fuzz-failures)")
-    p.add_argument("--max-ops", type=int, default=40, help="lines per script at most (default 40)")
+                   help="directory for minimal failing scripts (default ./fuzz-failures); "
+                        "created on the first failure")
+    p.add_argument("--max-ops", type=_positive, default=40, help="lines per script at most (default 40)")
     p.add_argument("--profile", choices=("full", "anon", "both"), default=None,
                    help="full: every op and flag; anon: what the Reference models; both: alternate "
                         "per run (default: full with --host, both without)")
     p.add_argument("--no-shrink", action="store_true", help="write failing scripts as generated")
-    p.add_argument("--shrink-tests", type=int, default=2000,
+    p.add_argument("--shrink-tests", type=_positive, default=2000,
                    help="at most this many candidate runs while shrinking one script (default 2000)")
     p.add_argument("-q", "--quiet", action="store_true", help="print the summary only")
     p.set_defaults(func=cmd_fuzz)
@@ -1004,8 +1028,9 @@ def _profile_for(choice: str, run: int) -> str:
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
-    if args.runs < 0 or args.max_ops < 1:
-        print("freepgt fuzz: --runs must be >= 0 and --max-ops >= 1", file=sys.stderr)
+    problem = _out_problem(args.out)
+    if problem is not None:
+        print(f"freepgt fuzz: --out {args.out}: {problem}", file=sys.stderr)
         return 2
     profile_choice = args.profile or ("full" if args.host else "both")
     if args.host:
@@ -1067,7 +1092,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             print(f"run {run}: {failure.describe()} -> {path} ({len(minimal)} lines)")
     elapsed = time.monotonic() - started
     print(_summary(args, t, profile_choice, elapsed))
-    return 1 if t.failed else 0
+    return 1 if t.failed or t.host_errors or t.invalid else 0
 
 
 def _same_failure(target: Failure, host: bool) -> Callable[[list[str]], bool]:
@@ -1107,9 +1132,9 @@ def _summary(args: argparse.Namespace, t: _Tally, profile: str, elapsed: float) 
     if args.host or t.skipped:
         parts.append(f"{t.skipped} skipped as not comparable")
     if t.host_errors:
-        parts.append(f"{t.host_errors} host errors")
+        parts.append(f"{t.host_errors} host error{'s' if t.host_errors != 1 else ''} (counted as failures)")
     if t.invalid:
-        parts.append(f"{t.invalid} invalid")
+        parts.append(f"{t.invalid} invalid (counted as failures)")
     files = f"{len(t.files)} file(s) written to {args.out}" if t.files else "no files written"
     return (f"fuzz: {t.runs} runs (seed {args.seed}, profile {profile}, max-ops {args.max_ops}; {what}): "
             f"{', '.join(parts)}; {files}; {elapsed:.1f} s")

@@ -21,7 +21,13 @@
  *
  *   {"status":"ok"}                          (time mode adds "time_ns")
  *   {"status":"error","line":N,"message":"..."}
+ *   {"status":"error","line":N,"comparable":false,"message":"..."}
  *   {"status":"unavailable","message":"..."}
+ *
+ * "comparable":false marks a script the runner refuses or stops because its
+ * observations could not be compared with the model's (a range outside the
+ * arena, a mapping the kernel placed outside it); any other error is the
+ * runner's own failure.
  *
  * Observations are only meaningful if nothing but the script changes the
  * process's page tables.  So everything that could allocate a page table
@@ -329,17 +335,31 @@ static void out_drop_discarded(void)
 	out_flush();
 }
 
-/** Print the final status line and exit: an error stops the run at a script line. */
-static __attribute__((noreturn)) void fail(unsigned long line, const char *message)
+/** Print the final error status line and exit: the run stops at a script line. */
+static __attribute__((noreturn)) void fail_status(unsigned long line, int comparable, const char *message)
 {
 	out_drop_discarded();
 	out_str("{\"status\":\"error\",\"line\":");
 	out_u64(line);
+	if (!comparable)
+		out_str(",\"comparable\":false");
 	out_str(",\"message\":\"");
 	out_json_chars(message);
 	out_str("\"}\n");
 	out_flush();
 	sys_exit_group(1);
+}
+
+/** Stop the run at a script line: the runner or the kernel failed. */
+static __attribute__((noreturn)) void fail(unsigned long line, const char *message)
+{
+	fail_status(line, 1, message);
+}
+
+/** Stop the run at a script line that cannot be compared with the model. */
+static __attribute__((noreturn)) void not_comparable(unsigned long line, const char *message)
+{
+	fail_status(line, 0, message);
 }
 
 /** Print the final status line for a host that cannot run scripts comparably, and exit. */
@@ -773,7 +793,7 @@ static __attribute__((noreturn)) void placed_outside(const struct op *op, uint64
 	text_add(&t, "the kernel placed the mapping at ");
 	text_u64(&t, addr, 16);
 	text_add(&t, ", outside the arena [0x100000000000, 0x200000000000): not comparable");
-	fail(op->line, t.buf);
+	not_comparable(op->line, t.buf);
 }
 
 /** The ret value of a raw call as text: the address, "0", or "-ERRNO" in decimal. */
@@ -1223,7 +1243,7 @@ int main(void)
 	/* every named range must lie in the arena: the runner must not touch its own memory */
 	for (size_t i = 0; i < nr_ops; i++)
 		if (!op_in_arena(&ops[i]))
-			fail(ops[i].line, "an address range of this line lies outside the arena");
+			not_comparable(ops[i].line, "an address range of this line lies outside the arena");
 
 	pretouch_buffers();
 	install_fault_handlers();

@@ -9,7 +9,9 @@ be compared key for key.
 Only scripts that stay in the arena are comparable: every address a script
 names must lie in ``[0x100000000000, 0x200000000000)``, where the script
 owns every page table, and the runner stops as soon as the kernel places a
-mapping anywhere else.
+mapping anywhere else.  Scripts that use a flag only the model knows, or
+that would make the host fault in more than 4 GiB at once, are refused
+too.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ __all__ = [
     "HostError",
     "HostUnavailable",
     "check_arena",
+    "check_comparable",
     "host_unavailable_reason",
     "run_host",
     "runner_path",
@@ -62,6 +65,10 @@ _MAP = {
 }
 _MREMAP = {"maymove": 1, "fixed": 2, "dontunmap": 4}
 _MADV = {"dontneed": 4}
+#: the most one ``touch`` or ``mmap ... populate`` may fault in on the host:
+#: the runner really writes or reads every page, and a larger one could run
+#: the machine out of memory
+MAX_FAULT_IN = 4 << 30
 
 
 class HostUnavailable(Exception):
@@ -73,15 +80,20 @@ class HostError(Exception):
 
     ``filename`` and ``line`` locate the operation when there is one (line
     0 otherwise); ``observations`` holds what the host observed before it
-    stopped.
+    stopped.  ``comparable`` is False when the script was refused as not
+    comparable (a range outside the arena, a flag only the model knows, more
+    than the host may fault in, a mapping the kernel placed outside the
+    arena), and True when the runner failed (its self-check included): then
+    the script itself was fine.
     """
 
     def __init__(self, message: str, filename: str = "<script>", line: int = 0,
-                 observations: list[dict] | None = None) -> None:
+                 observations: list[dict] | None = None, comparable: bool = True) -> None:
         super().__init__(message)
         self.filename = filename
         self.line = line
         self.observations = observations or []
+        self.comparable = comparable
 
 
 # ------------------------------------------------------------------ compiling
@@ -226,26 +238,71 @@ def _named_ranges(op: Op) -> list[tuple[str, int, int, bool]]:
     return []
 
 
+def _outside_arena(op: Op) -> str | None:
+    """Why op names a range outside the arena, or None when all of them lie in it."""
+    lo, hi = ARENA
+    for what, addr, length, round_up in _named_ranges(op):
+        if _in_arena(addr, length, round_up):
+            continue
+        if not lo <= addr < hi:
+            why = f"{what} {addr:#x} is outside the arena [{lo:#x}, {hi:#x})"
+            if addr == 0 and op.op == "mmap":
+                why += ": the kernel would choose the address"
+            return why
+        return f"{what} {addr:#x} + {length:#x} runs past the end of the arena {hi:#x}"
+    return None
+
+
+def _model_only(op: Op) -> str | None:
+    """Why op cannot run on the host as it runs on the model (a model-only flag), or None."""
+    if op.op == "mmap":
+        for flag in sorted(op.flags):
+            if flag not in _MAP:
+                return f"the {flag} flag is a model extension"
+    return None
+
+
+def _too_big(op: Op) -> str | None:
+    """Why op would fault in more than MAX_FAULT_IN bytes on the host, or None."""
+    limit = f"{MAX_FAULT_IN >> 30} GiB"
+    if op.op == "touch" and op.length > MAX_FAULT_IN:
+        return f"LEN {op.length:#x} is over {limit}, the most one touch may fault in on the host"
+    if op.op == "mmap" and "populate" in op.flags and op.length > MAX_FAULT_IN:
+        return f"LEN {op.length:#x} is over {limit}, the most a populate may fault in on the host"
+    return None
+
+
+def _refuse(ops: Iterable[Op], filename: str, checks) -> None:
+    """Raise HostError (not comparable) for the first op one of checks finds a reason against."""
+    for op in ops:
+        for check in checks:
+            why = check(op)
+            if why is not None:
+                raise HostError(f"{filename}:{op.line}: {op.op}: {why}: not comparable on the host",
+                                filename, op.line, comparable=False)
+
+
 def check_arena(ops: Iterable[Op], filename: str = "<script>") -> None:
     """Refuse a script that names an address range outside the arena.
 
-    Raises HostError ``FILE:LINE: OP: reason`` for the first such line.  The
-    host runner would otherwise map, touch or unmap memory that the runner
-    itself uses, or let the kernel choose (``mmap`` ADDR 0).
+    Raises HostError ``FILE:LINE: OP: reason`` (``comparable`` False) for
+    the first such line.  The host runner would otherwise map, touch or
+    unmap memory that the runner itself uses, or let the kernel choose
+    (``mmap`` ADDR 0).
     """
-    lo, hi = ARENA
-    for op in ops:
-        for what, addr, length, round_up in _named_ranges(op):
-            if _in_arena(addr, length, round_up):
-                continue
-            if not lo <= addr < hi:
-                why = f"{what} {addr:#x} is outside the arena [{lo:#x}, {hi:#x})"
-                if addr == 0 and op.op == "mmap":
-                    why += ": the kernel would choose the address"
-            else:
-                why = f"{what} {addr:#x} + {length:#x} runs past the end of the arena {hi:#x}"
-            raise HostError(f"{filename}:{op.line}: {op.op}: {why}: not comparable on the host",
-                            filename, op.line)
+    _refuse(ops, filename, (_outside_arena,))
+
+
+def check_comparable(ops: Iterable[Op], filename: str = "<script>") -> None:
+    """Refuse a script whose host run could not be compared with the model's.
+
+    Beyond :func:`check_arena`: an ``mmap`` with a flag only the model
+    knows (``hugetlb``), and a ``touch`` or an ``mmap ... populate`` longer
+    than 4 GiB (the host would fault all of it in).  Raises HostError
+    ``FILE:LINE: OP: reason: not comparable on the host`` (``comparable``
+    False) for the first such line; nothing runs.
+    """
+    _refuse(ops, filename, (_outside_arena, _model_only, _too_big))
 
 
 # ------------------------------------------------------------- the runner I/O
@@ -334,7 +391,8 @@ def _invoke(path: pathlib.Path, mode: str, repeat: int, ops: list[Op], filename:
     if status["status"] != "ok":
         line = status.get("line", 0)
         where = f"{filename}:{line}: {by_line[line]}" if line in by_line else filename
-        raise HostError(f"{where}: {status['message']}", filename, line, observations)
+        raise HostError(f"{where}: {status['message']}", filename, line, observations,
+                        comparable=status.get("comparable", True))
     return observations, status
 
 
@@ -347,12 +405,13 @@ def run_host(ops, filename: str = "<script>") -> list[dict]:
     ``load_script``.  The observations have the model's keys in the model's
     order (line, op, ret, vmas, pgtables, rss, and child_pgtables for fork);
     errnos come as names (``-ENOMEM``).  Raises HostError when the script
-    names an address outside the arena (before anything runs), when the
-    kernel places a mapping outside it, or when the runner fails, and
-    HostUnavailable when the runner cannot be used here.
+    is not comparable (:func:`check_comparable`, before anything runs),
+    when the kernel places a mapping outside the arena (both with
+    ``comparable`` False), or when the runner fails, and HostUnavailable
+    when the runner cannot be used here.
     """
     ops = list(ops)
-    check_arena(ops, filename)
+    check_comparable(ops, filename)
     observations, _ = _invoke(_require_host(), "observe", 1, ops, filename)
     if len(observations) != len(ops):
         raise HostError(f"{filename}: the host runner gave {len(observations)} observations "
@@ -372,6 +431,6 @@ def time_host(ops, repeat: int = 1) -> float:
     if repeat < 1:
         raise ValueError(f"repeat must be at least 1, not {repeat}")
     ops = list(ops)
-    check_arena(ops, "<script>")
+    check_comparable(ops, "<script>")
     _, status = _invoke(_require_host(), "time", repeat, ops, "<script>")
     return status["time_ns"] / 1e9
