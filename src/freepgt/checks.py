@@ -25,7 +25,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Iterable
 
-__all__ = ["check_mm", "Reference", "RefVma"]
+__all__ = ["check_mm", "table_ranges", "Reference", "RefVma"]
 
 
 # =============================================================================
@@ -92,7 +92,7 @@ def _check_runmap(name: str, rm, valid_values: set | None = None) -> list[tuple[
     return runs
 
 
-def _table_ranges(geom, vma) -> list[tuple[int, int]]:
+def table_ranges(geom, vma) -> list[tuple[int, int]]:
     """The address ranges whose page tables ``vma`` may use.
 
     Its own range, except for a hugetlb vma in a hugepage-only area: on ia64
@@ -235,7 +235,7 @@ def check_mm(mm, *, orphans: bool = False) -> None:
     # (d) no orphan tables -----------------------------------------------------------
     if orphans:
         return
-    spans = [r for v in vmas for r in _table_ranges(geom, v)]
+    spans = [r for v in vmas for r in table_ranges(geom, v)]
     for name in pt.levels:
         if name in pt.prealloc:
             continue

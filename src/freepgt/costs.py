@@ -31,8 +31,10 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .arch import LEVEL_NAMES
+from .checks import table_ranges
 from .errors import KernelBug
 from .ops.output import COST_KEYS
+from .vma import VM_HUGETLB
 
 if TYPE_CHECKING:
     from .mm.core import MM
@@ -162,12 +164,24 @@ def _mm_of(target: Process | MM) -> MM:
     return getattr(target, "mm", target)
 
 
-def _merged_spans(vmas: list, shift: int) -> list[tuple[int, int]]:
-    """The table indices (of tables spanning ``1 << shift``) that vmas overlap, as sorted runs."""
-    out: list[tuple[int, int]] = []
+def _merged_spans(vmas: list, shift: int, geom=None) -> list[tuple[int, int]]:
+    """The table indices (of tables spanning ``1 << shift``) that vmas overlap, as sorted runs.
+
+    With ``geom``, a hugetlb vma of a hugepage-only range counts where its
+    tables are (ia64: at ``htlbpage_to_page`` of its range; ppc64: outside
+    the tree).
+    """
+    ranges = []
     for v in vmas:
-        lo = v.vm_start >> shift
-        hi = ((v.vm_end - 1) >> shift) + 1
+        if geom is not None and v.vm_flags & VM_HUGETLB and geom.hugepage_only:
+            ranges.extend(table_ranges(geom, v))
+        else:
+            ranges.append((v.vm_start, v.vm_end))
+    ranges.sort()
+    out: list[tuple[int, int]] = []
+    for start, end in ranges:
+        lo = start >> shift
+        hi = ((end - 1) >> shift) + 1
         if out and lo <= out[-1][1]:
             if hi > out[-1][1]:
                 out[-1] = (out[-1][0], hi)
@@ -220,7 +234,7 @@ def leaked_bytes(target: Process | MM) -> int:
             continue
         shift = pt.shifts[name]
         runs = [(a, b) for a, b, _ in pt.tables[name].runs()]
-        covered = _merged_spans(vmas, shift)
+        covered = _merged_spans(vmas, shift, g)
         if reserved_first:
             # the arch's own table at index 0 counts as spanned
             if covered and covered[0][0] <= 1:
