@@ -152,6 +152,8 @@ class Process:
 
     def _word(self, what: str, value: int) -> int:
         """An argument as the kernel sees an ``unsigned long`` (negative values wrap, as from C)."""
+        if type(value) is int and 0 <= value <= self.geom.mask:
+            return value
         if not isinstance(value, int) or isinstance(value, bool):
             raise TypeError(f"{what} must be an int, not {type(value).__name__}")
         bits = self.geom.word_bits
@@ -160,6 +162,8 @@ class Process:
         return value & self.geom.mask
 
     def _run(self, fn: Callable, *args):
+        if not self.check:
+            return fn(*args)
         try:
             return fn(*args)
         finally:
@@ -172,8 +176,9 @@ class Process:
             if file not in self.files:
                 raise ValueError(f"mmap: no file named {file!r}; declare it first with Process.file()")
             file = self.files[file]
-        addr, length, offset = (self._word(n, v) for n, v in (("mmap: addr", addr), ("mmap: length", length),
-                                                               ("mmap: offset", offset)))
+        addr = self._word("mmap: addr", addr)
+        length = self._word("mmap: length", length)
+        offset = self._word("mmap: offset", offset)
         if self.geom.region_shift and not length:
             # ia64 do_mmap2: "A zero mmap always succeeds in Linux, independent
             # of whether or not the remaining arguments are valid."
