@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="run an ops script on the model")
-    p.add_argument("script", help="the ops script (see the ops format)")
+    p.add_argument("script", help="the ops script (docs/ops-format.md)")
     _add_model_options(p)
     add_costs_option(p)
     p.set_defaults(func=cmd_run)

@@ -9,7 +9,7 @@ from ..pagetable import RSS_STATES
 from ..process import Process
 from .script import Op, ScriptError
 
-#: the address range every comparable script works in (see ops-format.md)
+#: the address range every comparable script works in (docs/ops-format.md)
 ARENA = (0x100000000000, 0x200000000000)
 
 
