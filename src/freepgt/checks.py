@@ -25,7 +25,7 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Iterable
 
-__all__ = ["check_mm", "table_ranges", "Reference", "RefVma"]
+__all__ = ["check_mm", "merge_intervals", "table_ranges", "Reference", "RefVma"]
 
 
 # =============================================================================
@@ -55,7 +55,8 @@ def _first_uncovered(lo: int, hi: int, starts: list[int], intervals: list[tuple[
     return pos if pos < hi else None
 
 
-def _merge_intervals(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+def merge_intervals(intervals: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Half-open intervals as sorted, disjoint runs: overlapping and touching ones joined."""
     out: list[tuple[int, int]] = []
     for a, b in sorted(intervals):
         if a >= b:
@@ -217,7 +218,7 @@ def check_mm(mm, *, orphans: bool = False) -> None:
         # live at a higher level, at rescaled addresses or apart (ppc64)
         huge = [(v.vm_start, v.vm_end) for v in mm.vmas.all() if v.vm_flags & VM_HUGETLB]
         if huge:
-            merged = _merge_intervals(bottom_ivs[1] + huge)
+            merged = merge_intervals(bottom_ivs[1] + huge)
             bottom_ivs = ([a for a, _ in merged], merged)
     for a, b, _ in pte_runs:
         hole = _first_uncovered(a << ps, b << ps, *bottom_ivs)
@@ -244,7 +245,7 @@ def check_mm(mm, *, orphans: bool = False) -> None:
         # and neither do the tables above them
         allowed = spans + [(lo, hi) for level, lo, hi in geom.reserved_tables
                            if LEVEL_NAMES.index(name) <= LEVEL_NAMES.index(level)]
-        idx = _merge_intervals((lo >> s, ((hi - 1) >> s) + 1) for lo, hi in allowed)
+        idx = merge_intervals((lo >> s, ((hi - 1) >> s) + 1) for lo, hi in allowed)
         istarts = [a for a, _ in idx]
         for a, b, _ in table_runs[name]:
             hole = _first_uncovered(a, b, istarts, idx)
@@ -754,14 +755,10 @@ class Reference:
         ``zap_page_range`` -- the driver's tables stay.  2.6.12-rc and later:
         ``unmap_region`` on the unlinked vma, bounded by the real neighbours.
         """
-        if length <= 0:
-            return ("errno", errno.EINVAL)
-        length = (length + PAGE - 1) & ~(PAGE - 1)
-        if addr + length > self.task_size:
-            return ("errno", errno.ENOMEM)
-        if addr & (PAGE - 1):
-            return ("errno", errno.EINVAL)
-        end = addr + length
+        bad = self._fixed_range_error(addr, length)
+        if bad:
+            return bad
+        end = addr + ((length + PAGE - 1) & ~(PAGE - 1))
         self._remove_range(addr, end)
         new: dict[str, set[int]] = {}
         for level, s in self.shift.items():
@@ -822,18 +819,26 @@ class Reference:
             v.anon = self._new_id()
 
     # --- operations --------------------------------------------------------------------
-    def mmap(self, addr: int, length: int, prot: str, shared: bool, mode: str = "fixed") -> tuple:
-        """mmap of anonymous memory at ``addr``; mode 'fixed', 'fixed_noreplace' or 'hint'."""
+    def _fixed_range_error(self, addr: int, length: int) -> tuple | None:
+        """The errno an mmap at a fixed ``addr`` of ``length`` bytes gets before any change, or None.
+
+        get_unmapped_area checks a fixed range against TASK_SIZE before its
+        alignment (measured on the host: unaligned and too high is ENOMEM).
+        """
         if length <= 0:
             return ("errno", errno.EINVAL)
-        length = (length + PAGE - 1) & ~(PAGE - 1)
-        # get_unmapped_area checks a fixed range against TASK_SIZE before its
-        # alignment (measured on the host: unaligned and too high is ENOMEM)
-        if addr + length > self.task_size:
+        if addr + ((length + PAGE - 1) & ~(PAGE - 1)) > self.task_size:
             return ("errno", errno.ENOMEM)
         if addr & (PAGE - 1):
             return ("errno", errno.EINVAL)
-        end = addr + length
+        return None
+
+    def mmap(self, addr: int, length: int, prot: str, shared: bool, mode: str = "fixed") -> tuple:
+        """mmap of anonymous memory at ``addr``; mode 'fixed', 'fixed_noreplace' or 'hint'."""
+        bad = self._fixed_range_error(addr, length)
+        if bad:
+            return bad
+        end = addr + ((length + PAGE - 1) & ~(PAGE - 1))
         if mode == "hint" and not self.is_free(addr, end):
             raise ValueError("Reference.mmap: a hint is only modelled when the range is free")
         if mode == "fixed_noreplace" and not self.is_free(addr, end):
@@ -841,7 +846,7 @@ class Reference:
         self._remove_range(addr, end)
         if shared:
             obj = self._new_id()
-            self.obj_pages[obj] = length >> PAGE_SHIFT
+            self.obj_pages[obj] = (end - addr) >> PAGE_SHIFT
             self.cache[obj] = set()
             v = RefVma(addr, end, prot, True, obj, 0, False, None)
         else:

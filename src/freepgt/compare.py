@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from functools import partial
 
 from .arch import LEVEL_NAMES, PRESETS
+from .argtypes import positive_int
 from .eras import era_names, get_era
 from .workloads import WORKLOADS, WorkloadResult, run_workload
 
@@ -288,15 +289,6 @@ def add_costs_option(p: argparse.ArgumentParser) -> None:
                         "examined and tables freed (per level in jsonl), TLB flushes, leaked bytes")
 
 
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return n
-
 
 def add_compare_parser(sub) -> argparse.ArgumentParser:
     """The ``compare`` subcommand."""
@@ -311,7 +303,7 @@ def add_compare_parser(sub) -> argparse.ArgumentParser:
                    help="architecture (repeatable; default x86_64): " + ", ".join(sorted(PRESETS)))
     p.add_argument("--era", action="append", choices=era_names(), metavar="ERA",
                    help="kernel era (repeatable; default every era): " + ", ".join(era_names()))
-    p.add_argument("--iterations", type=_positive, default=DEFAULT_ITERATIONS,
+    p.add_argument("--iterations", type=positive_int, default=DEFAULT_ITERATIONS,
                    help=f"measured iterations per run, after one warm-up (default {DEFAULT_ITERATIONS})")
     p.add_argument("--format", default="table", choices=("table", "json", "csv"),
                    help="table for people; json (one array) or csv for machines")

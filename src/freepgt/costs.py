@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from .arch import LEVEL_NAMES
-from .checks import table_ranges
+from .checks import merge_intervals, table_ranges
 from .errors import KernelBug
 from .ops.output import COST_KEYS
 from .vma import VM_HUGETLB
@@ -177,17 +177,7 @@ def _merged_spans(vmas: list, shift: int, geom=None) -> list[tuple[int, int]]:
             ranges.extend(table_ranges(geom, v))
         else:
             ranges.append((v.vm_start, v.vm_end))
-    ranges.sort()
-    out: list[tuple[int, int]] = []
-    for start, end in ranges:
-        lo = start >> shift
-        hi = ((end - 1) >> shift) + 1
-        if out and lo <= out[-1][1]:
-            if hi > out[-1][1]:
-                out[-1] = (out[-1][0], hi)
-        else:
-            out.append((lo, hi))
-    return out
+    return merge_intervals((start >> shift, ((end - 1) >> shift) + 1) for start, end in ranges)
 
 
 def _uncovered(runs: Iterable[tuple[int, int]], covered: list[tuple[int, int]]) -> int:

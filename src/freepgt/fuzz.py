@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from .argtypes import positive_int
 from .errors import KernelBug, errno_name
 from .ops.output import OBS_KEYS
 from .ops.run import ARENA, ScriptRunError, apply_op, run_ops
@@ -965,16 +966,6 @@ class _Tally:
     files: list[str] = field(default_factory=list)
 
 
-def _positive(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return n
-
 
 def _out_problem(path: str) -> str | None:
     """Why failing scripts could not be written to the directory path, or None."""
@@ -1005,17 +996,17 @@ def register(sub) -> None:
             "written to --out. Exit status 0: no failures; 1: at least one failure, host error or "
             "invalid script; 2: bad arguments or host not usable."))
     p.add_argument("--host", action="store_true", help="compare with the live kernel (freepgt.host)")
-    p.add_argument("--runs", type=_positive, default=100, help="number of random scripts (default 100)")
+    p.add_argument("--runs", type=positive_int, default=100, help="number of random scripts (default 100)")
     p.add_argument("--seed", type=int, default=0, help="seed of the whole session (default 0)")
     p.add_argument("--out", default="fuzz-failures",
                    help="directory for minimal failing scripts (default ./fuzz-failures); "
                         "created on the first failure")
-    p.add_argument("--max-ops", type=_positive, default=40, help="lines per script at most (default 40)")
+    p.add_argument("--max-ops", type=positive_int, default=40, help="lines per script at most (default 40)")
     p.add_argument("--profile", choices=("full", "anon", "both"), default=None,
                    help="full: every op and flag; anon: what the Reference models; both: alternate "
                         "per run (default: full with --host, both without)")
     p.add_argument("--no-shrink", action="store_true", help="write failing scripts as generated")
-    p.add_argument("--shrink-tests", type=_positive, default=2000,
+    p.add_argument("--shrink-tests", type=positive_int, default=2000,
                    help="at most this many candidate runs while shrinking one script (default 2000)")
     p.add_argument("-q", "--quiet", action="store_true", help="print the summary only")
     p.set_defaults(func=cmd_fuzz)

@@ -114,12 +114,15 @@ class Process:
         handler install the page directly, allocating PUD, PMD and PTE
         tables that no vma spans: tables that a vma-list walk never visits.
         """
+        self.mm.check_alive()
+        self._map_kernel_page(addr & ~(self.geom.page_size - 1))
+
+    def _map_kernel_page(self, addr: int) -> None:
+        """Install a pte for a kernel-provided page at ``addr``, with the tables it needs."""
         mm = self.mm
-        mm.check_alive()
-        ps = self.geom.page_size
-        addr &= ~(ps - 1)
-        mm.alloc_tables(addr, addr + ps)
-        mm.pt.map_pages(addr >> self.geom.page_shift, (addr >> self.geom.page_shift) + 1, PTE_PFN)
+        page = addr >> self.geom.page_shift
+        mm.alloc_tables(addr, addr + self.geom.page_size)
+        mm.pt.map_pages(page, page + 1, PTE_PFN)
         self._done()
 
     def syscall32_setup_pages(self, addr: int = VSYSCALL32_BASE) -> None:
@@ -135,9 +138,7 @@ class Process:
         addr &= ~(ps - 1)
         flags = VM_READ | VM_EXEC | VM_MAYREAD | VM_MAYEXEC | VM_MAYWRITE | VM_DONTEXPAND
         mm.vmas.insert(Vma(addr, addr + ps, flags, None, addr >> self.geom.page_shift))
-        mm.alloc_tables(addr, addr + ps)
-        mm.pt.map_pages(addr >> self.geom.page_shift, (addr >> self.geom.page_shift) + 1, PTE_PFN)
-        self._done()
+        self._map_kernel_page(addr)
 
     def device(self, name: str = "dev", *, fill: bool = True, fail: int | None = None) -> Device:
         """A device whose mmap fills page tables with pfns and, with ``fail``, then fails."""

@@ -69,6 +69,9 @@ class Era:
     #: free_pgd_range ends with the arch hook ``flush_tlb_pgtables`` (2.6.x
     #: until 2.6.24 removed it; only sparc64's does anything)
     has_flush_tlb_pgtables = False
+    #: sparc64's flush_tlb_pgtables compares start and end as longs, so a
+    #: range straddling the VA hole hits its BUG (before DaveM's 2.6.12 fix)
+    flush_tlb_pgtables_signed = False
     #: tables that no vma spans may stay until exit by design (2.6.10 and
     #: 2.6.11 free only whole slots or spans of the gap around a hole, and
     #: a failed driver mmap frees no table): the no-orphan check is off
@@ -219,7 +222,7 @@ class Era:
         if self.has_flush_tlb_pgtables and not tlb.fullmm:
             from ..archhooks import flush_tlb_pgtables
 
-            flush_tlb_pgtables(mm, start, end)
+            flush_tlb_pgtables(mm, start, end, signed_check=self.flush_tlb_pgtables_signed)
 
     # --- populate -------------------------------------------------------------------
     def populate(self, mm: "MM", vma: "Vma", start: int, end: int) -> None:

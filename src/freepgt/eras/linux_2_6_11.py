@@ -30,6 +30,7 @@ class Linux2611(Linux2612):
     leaves_gap_tables = True
     gather_skips_hugetlb = False
     has_flush_tlb_pgtables = True
+    flush_tlb_pgtables_signed = True
 
     mmap_min_addr = 0
     map_shared_validate = False
@@ -58,13 +59,6 @@ class Linux2611(Linux2612):
     def exit_free(self, mm, tlb, vmas) -> None:
         g = mm.geom
         clear_page_range(mm, tlb, first_user_pgd_nr(g) * g.PGDIR_SIZE, mm_vm_size(g))
-
-    def after_free_pgd_range(self, mm, tlb, start, end) -> None:
-        # sparc64's flush_tlb_pgtables before DaveM's fix compared longs
-        if not tlb.fullmm:
-            from ..archhooks import flush_tlb_pgtables
-
-            flush_tlb_pgtables(mm, start, end, signed_check=True)
 
     def mmap_driver_failed(self, mm, vma, prev, nxt) -> None:
         zap_page_range(mm, vma)

@@ -42,6 +42,7 @@ class Linux2612(Era):
     leaves_gap_tables = False
     gather_skips_hugetlb = False
     has_flush_tlb_pgtables = True
+    flush_tlb_pgtables_signed = False
 
     mmap_min_addr = 0
     map_shared_validate = False

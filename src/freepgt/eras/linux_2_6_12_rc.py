@@ -28,6 +28,7 @@ class Linux2612rc(Linux2612):
     gather_batch = 506
     zap_block_pages = 1024
     has_flush_tlb_pgtables = True
+    flush_tlb_pgtables_signed = False
     first_posting_trim = False
     madvise_dontneed_hugetlb = False
     leaves_gap_tables = False

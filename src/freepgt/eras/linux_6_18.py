@@ -45,6 +45,7 @@ class Linux618(Era):
     gather_skips_hugetlb = True
     # flush_tlb_pgtables was removed tree-wide in 2.6.24
     has_flush_tlb_pgtables = False
+    flush_tlb_pgtables_signed = False
     mmap_min_addr = 65536
     map_shared_validate = True
     vm_noreserve = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ..latency import free_under_lock
 from .memory import unmap_vmas
 
 if TYPE_CHECKING:
@@ -39,11 +40,8 @@ def exit_mmap(mm: "MM") -> ExitReport:
     tlb = mm.tlb_gather_mmu(fullmm=True)
     nr_accounted = unmap_vmas(mm, tlb, vmas, 0, mm.geom.top)
     mm.committed -= nr_accounted
-    read = sum(mm.entries_examined.values())
-    mm.era.exit_free(mm, tlb, vmas)
+    free_under_lock(mm, mm.era.exit_free, mm, tlb, vmas)
     tlb.finish()
-    mm.latency.add(sum(mm.entries_examined.values()) - read)
-    mm.latency.end_run()
     for v in vmas:
         mm.vmas.remove(v)
     mm.dead = True

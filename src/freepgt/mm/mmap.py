@@ -6,6 +6,7 @@ import errno
 from typing import TYPE_CHECKING
 
 from ..errors import syscall_error
+from ..latency import free_under_lock
 from ..pagetable import PTE_PFN
 from ..vma import (
     VM_ACCOUNT, VM_DONTEXPAND, VM_HUGETLB, VM_IO, VM_MAYEXEC, VM_MAYREAD, VM_MAYSHARE, VM_MAYWRITE,
@@ -36,12 +37,8 @@ def unmap_region(mm: "MM", vmas: list[Vma], prev: Vma | None, nxt: Vma | None,
     tlb = mm.tlb_gather_mmu(fullmm=False)
     nr_accounted = unmap_vmas(mm, tlb, vmas, start, end)
     mm.committed -= nr_accounted
-    read = sum(mm.entries_examined.values())
-    mm.era.unmap_region_free(mm, tlb, vmas, prev, nxt, start, end)
+    free_under_lock(mm, mm.era.unmap_region_free, mm, tlb, vmas, prev, nxt, start, end)
     tlb.finish()
-    # free_pgtables runs on under the lock: its reads end the last run
-    mm.latency.add(sum(mm.entries_examined.values()) - read)
-    mm.latency.end_run()
 
 
 def split_for_range(mm: "MM", start: int, end: int) -> list[Vma]:
